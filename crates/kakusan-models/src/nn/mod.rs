@@ -1,1 +1,34 @@
-//! (in progress)
+//! Shared building blocks of the diffusion networks, written to compute what diffusers'
+//! PyTorch layers compute: normalisations, the sinusoidal timestep embedding and its MLP,
+//! the residual block, down/up-sampling, multi-head attention, the GEGLU feed-forward and
+//! the spatial transformer. Layers are built from a `candle_nn::VarBuilder` whose names are
+//! diffusers' names relative to the layer; they return `candle_core::Result`, and the
+//! models (`unet`, `vae`) add where in the network an error happened.
+
+mod activation;
+mod attention;
+mod conv;
+mod downsample;
+mod feed_forward;
+mod group_norm;
+mod layer_norm;
+mod resnet;
+mod timestep_embedding;
+mod timesteps;
+mod transformer_2d;
+mod transformer_block;
+mod upsample;
+
+pub use activation::{Activation, UnknownActivation};
+pub use attention::{scaled_dot_product_attention, Attention, AttentionConfig};
+pub use conv::conv2d;
+pub use downsample::Downsample2D;
+pub use feed_forward::{FeedForward, Geglu};
+pub use group_norm::GroupNorm;
+pub use layer_norm::LayerNorm;
+pub use resnet::{ResnetBlock2D, ResnetConfig};
+pub use timestep_embedding::TimestepEmbedding;
+pub use timesteps::{timestep_frequencies, timestep_sinusoids, Timesteps};
+pub use transformer_2d::{Transformer2DConfig, Transformer2DModel};
+pub use transformer_block::{BasicTransformerBlock, TransformerBlockConfig};
+pub use upsample::Upsample2D;

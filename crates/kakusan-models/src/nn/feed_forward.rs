@@ -1,0 +1,55 @@
+//! diffusers' `FeedForward` with the "geglu" activation used by Stable Diffusion's
+//! transformer blocks: `net.0` is a GEGLU (`proj` to twice the inner width, split into a
+//! value half and a gate half, `value * gelu(gate)` with exact GELU), `net.1` a dropout (a
+//! no-op here), `net.2` the projection back.
+
+use candle_core::{Result, Tensor, D};
+use candle_nn::{Linear, Module, VarBuilder};
+
+/// Gated GELU: `proj(x) = [value, gate]`, output `value * gelu(gate)`.
+#[derive(Debug, Clone)]
+pub struct Geglu {
+    proj: Linear,
+    inner: usize,
+}
+
+impl Geglu {
+    /// Loads `proj` (`dim -> 2 * inner`).
+    pub fn new(dim: usize, inner: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            proj: candle_nn::linear(dim, 2 * inner, vb.pp("proj"))?,
+            inner,
+        })
+    }
+
+    /// `[..., dim]` -> `[..., inner]`.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let h = self.proj.forward(x)?;
+        let value = h.narrow(D::Minus1, 0, self.inner)?;
+        let gate = h.narrow(D::Minus1, self.inner, self.inner)?;
+        value * gate.gelu_erf()?
+    }
+}
+
+/// `net.0` (GEGLU) then `net.2` (linear back to `dim`).
+#[derive(Debug, Clone)]
+pub struct FeedForward {
+    geglu: Geglu,
+    out: Linear,
+}
+
+impl FeedForward {
+    /// Loads `net.0.proj` and `net.2` with inner width `mult * dim`.
+    pub fn new(dim: usize, mult: usize, vb: VarBuilder) -> Result<Self> {
+        let inner = dim * mult;
+        Ok(Self {
+            geglu: Geglu::new(dim, inner, vb.pp("net.0"))?,
+            out: candle_nn::linear(inner, dim, vb.pp("net.2"))?,
+        })
+    }
+
+    /// `[..., dim]` -> `[..., dim]`.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.out.forward(&self.geglu.forward(x)?)
+    }
+}

@@ -1,0 +1,99 @@
+//! Layer normalisation over the last dimension (`torch.nn.LayerNorm(dim, eps)` with weight
+//! and bias), with statistics in f64 and the affine step in the input's dtype, arranged as
+//! PyTorch's CPU kernel does: `(x * rstd - mean * rstd) * weight + bias`.
+
+use candle_core::{bail, DType, Result, Tensor, D};
+use candle_nn::VarBuilder;
+
+/// `LayerNorm(dim, eps, elementwise_affine=True)`.
+#[derive(Debug, Clone)]
+pub struct LayerNorm {
+    weight: Tensor,
+    bias: Tensor,
+    eps: f64,
+}
+
+impl LayerNorm {
+    /// Loads `weight` and `bias` (both `[dim]`).
+    pub fn new(dim: usize, eps: f64, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            weight: vb.get(dim, "weight")?,
+            bias: vb.get(dim, "bias")?,
+            eps,
+        })
+    }
+
+    /// Builds the layer from tensors already at hand.
+    pub fn from_tensors(weight: Tensor, bias: Tensor, eps: f64) -> Self {
+        Self { weight, bias, eps }
+    }
+
+    /// Normalises over the last dimension of `x`.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let dim = self.weight.dim(0)?;
+        if x.dim(D::Minus1)? != dim {
+            bail!(
+                "layer norm expects a last dimension of {dim}, got {:?}",
+                x.dims()
+            );
+        }
+        let x64 = x.to_dtype(DType::F64)?;
+        let mean = (x64.sum_keepdim(D::Minus1)? / dim as f64)?;
+        let var = (x64.broadcast_sub(&mean)?.sqr()?.sum_keepdim(D::Minus1)? / dim as f64)?;
+        let rstd = (var + self.eps)?.sqrt()?.recip()?;
+        let shift = (mean * &rstd)?.neg()?;
+        let rstd = rstd.to_dtype(x.dtype())?;
+        let shift = shift.to_dtype(x.dtype())?;
+        x.broadcast_mul(&rstd)?
+            .broadcast_add(&shift)?
+            .broadcast_mul(&self.weight)?
+            .broadcast_add(&self.bias)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn matches_the_formula() {
+        let dev = Device::Cpu;
+        let rows = 3;
+        let dim = 8;
+        let x: Vec<f32> = (0..rows * dim)
+            .map(|i| ((i * 13 % 7) as f32 - 3.0) * 0.7 + 5.0)
+            .collect();
+        let w: Vec<f32> = (0..dim).map(|i| 1.0 + i as f32 * 0.1).collect();
+        let b: Vec<f32> = (0..dim).map(|i| i as f32 * 0.05).collect();
+        let norm = LayerNorm::from_tensors(
+            Tensor::new(w.as_slice(), &dev).unwrap(),
+            Tensor::new(b.as_slice(), &dev).unwrap(),
+            1e-5,
+        );
+        let y: Vec<f32> = norm
+            .forward(&Tensor::from_vec(x.clone(), (rows, dim), &dev).unwrap())
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        for r in 0..rows {
+            let row: Vec<f64> = x[r * dim..(r + 1) * dim]
+                .iter()
+                .map(|&v| v as f64)
+                .collect();
+            let mean = row.iter().sum::<f64>() / dim as f64;
+            let var = row.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / dim as f64;
+            for k in 0..dim {
+                let want = (row[k] - mean) / (var + 1e-5).sqrt() * w[k] as f64 + b[k] as f64;
+                let got = y[r * dim + k] as f64;
+                // O(1) values computed in f32: a few ulp.
+                assert!(
+                    (got - want).abs() < 1e-5,
+                    "row {r} col {k}: {got} vs {want}"
+                );
+            }
+        }
+    }
+}
