@@ -21,14 +21,14 @@ pub struct GroupNorm {
 impl GroupNorm {
     /// Loads `weight` and `bias` (both `[channels]`).
     pub fn new(groups: usize, channels: usize, eps: f64, vb: VarBuilder) -> Result<Self> {
-        if groups == 0 || channels % groups != 0 {
+        if groups == 0 || !channels.is_multiple_of(groups) {
             bail!(
                 "group norm at {:?}: {groups} groups do not divide {channels} channels",
                 vb.prefix()
             );
         }
-        let weight = vb.get(channels, "weight")?;
-        let bias = vb.get(channels, "bias")?;
+        let weight = vb.get_with_hints(channels, "weight", candle_nn::Init::Const(1.0))?;
+        let bias = vb.get_with_hints(channels, "bias", candle_nn::Init::Const(0.0))?;
         Ok(Self {
             weight,
             bias,
@@ -47,7 +47,7 @@ impl GroupNorm {
                 bias.dims1()?
             );
         }
-        if groups == 0 || channels % groups != 0 {
+        if groups == 0 || !channels.is_multiple_of(groups) {
             bail!("group norm: {groups} groups do not divide {channels} channels");
         }
         Ok(Self {
@@ -104,6 +104,7 @@ mod tests {
     use candle_core::Device;
 
     /// Direct formula in f64: (x - mean_g) / sqrt(var_g + eps) * w_c + b_c.
+    #[allow(clippy::too_many_arguments)]
     fn naive(
         x: &[f32],
         b: usize,
