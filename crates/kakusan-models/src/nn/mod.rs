@@ -20,7 +20,9 @@ mod transformer_block;
 mod upsample;
 
 pub use activation::{Activation, UnknownActivation};
-pub use attention::{scaled_dot_product_attention, Attention, AttentionConfig};
+pub use attention::{
+    scaled_dot_product_attention, Attention, AttentionConfig, AttentionWeightNames,
+};
 pub use conv::conv2d;
 pub use downsample::Downsample2D;
 pub use feed_forward::{FeedForward, Geglu};
