@@ -43,6 +43,23 @@ pub enum TransformerLayers {
     Nested(Vec<Vec<usize>>),
 }
 
+impl TransformerLayers {
+    /// One count per block for `blocks` blocks; nested lists are not supported.
+    pub fn per_block(&self, blocks: usize) -> Result<Vec<usize>, UNetError> {
+        match self {
+            Self::Same(v) => Ok(vec![*v; blocks]),
+            Self::Each(list) => {
+                PerBlock::Each(list.clone()).per_block(blocks, "transformer_layers_per_block")
+            }
+            Self::Nested(v) => Err(UNetError::Unsupported {
+                option: "transformer_layers_per_block",
+                value: format!("{v:?}"),
+                note: "; per-resnet lists are not implemented",
+            }),
+        }
+    }
+}
+
 /// `sample_size`: an int or `[height, width]` (informational only).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(untagged)]

@@ -3,7 +3,7 @@
 //! path, the `attention_head_dim`-means-heads quirk), after checking that the config asks
 //! only for what we implement and that its numbers fit together.
 
-use super::{PerBlock, TransformerLayers, UNetConfig, UNetError};
+use super::{UNetConfig, UNetError};
 use crate::nn::{Activation, ResnetConfig, Transformer2DConfig};
 
 /// Options shared by the residual blocks of one part of the network.
@@ -225,13 +225,6 @@ fn check_supported(cfg: &UNetConfig) -> Result<(), UNetError> {
     if let Some(v) = &cfg.reverse_transformer_layers_per_block {
         return Err(unsupported("reverse_transformer_layers_per_block", v, ""));
     }
-    if let TransformerLayers::Nested(v) = &cfg.transformer_layers_per_block {
-        return Err(unsupported(
-            "transformer_layers_per_block",
-            v,
-            "; per-resnet lists are not implemented",
-        ));
-    }
     if cfg.norm_num_groups.is_none() {
         return Err(unsupported(
             "norm_num_groups",
@@ -314,12 +307,7 @@ impl UNetLayout {
         let only_cross = cfg
             .only_cross_attention
             .per_block(n, "only_cross_attention")?;
-        let transformer_layers = match &cfg.transformer_layers_per_block {
-            TransformerLayers::Same(v) => PerBlock::Same(*v),
-            TransformerLayers::Each(v) => PerBlock::Each(v.clone()),
-            TransformerLayers::Nested(_) => unreachable_nested()?,
-        }
-        .per_block(n, "transformer_layers_per_block")?;
+        let transformer_layers = cfg.transformer_layers_per_block.per_block(n)?;
 
         // The transformers of block i (down-block numbering), checked against `channels`.
         let attention =
@@ -440,18 +428,10 @@ impl UNetLayout {
     }
 }
 
-/// Nested lists were rejected by `check_supported`.
-fn unreachable_nested() -> Result<PerBlock<usize>, UNetError> {
-    Err(unsupported(
-        "transformer_layers_per_block",
-        "nested lists",
-        "; per-resnet lists are not implemented",
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::unet::PerBlock;
 
     #[test]
     fn sd15_layout() {
