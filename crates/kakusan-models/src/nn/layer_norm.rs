@@ -37,6 +37,16 @@ impl LayerNorm {
                 x.dims()
             );
         }
+        if super::fused_norms::fused_applies(&[x, &self.weight, &self.bias]) {
+            let op = super::fused_norms::FusedLayerNorm { eps: self.eps };
+            return x.apply_op3_no_bwd(&self.weight, &self.bias, &op);
+        }
+        self.forward_tensor_ops(x)
+    }
+
+    /// The device- and dtype-generic path (also the reference for the fused kernel).
+    fn forward_tensor_ops(&self, x: &Tensor) -> Result<Tensor> {
+        let dim = self.weight.dim(0)?;
         let x64 = x.to_dtype(DType::F64)?;
         let mean = (x64.sum_keepdim(D::Minus1)? / dim as f64)?;
         let var = (x64.broadcast_sub(&mean)?.sqr()?.sum_keepdim(D::Minus1)? / dim as f64)?;
@@ -95,5 +105,25 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn fused_kernel_equals_tensor_ops_bit_for_bit() {
+        let dev = Device::Cpu;
+        let x = Tensor::randn(3f32, 2.0, (2, 7, 12), &dev).unwrap();
+        let w = Tensor::randn(1f32, 0.3, 12, &dev).unwrap();
+        let b = Tensor::randn(0f32, 0.3, 12, &dev).unwrap();
+        let norm = LayerNorm::from_tensors(w, b, 1e-5);
+        let fused = norm.forward(&x).unwrap();
+        let plain = norm.forward_tensor_ops(&x).unwrap();
+        let diff: f32 = (fused - plain)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap();
+        assert_eq!(diff, 0.0);
     }
 }

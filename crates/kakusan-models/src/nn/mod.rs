@@ -10,6 +10,7 @@ mod attention;
 mod conv;
 mod downsample;
 mod feed_forward;
+mod fused_norms;
 mod group_norm;
 mod layer_norm;
 mod resnet;
