@@ -1,6 +1,7 @@
 """Shared helpers of the parity scripts: paths, deterministic settings, k-diffusion import."""
 
 import importlib
+import importlib.util
 import sys
 import types
 from pathlib import Path
@@ -26,10 +27,10 @@ def import_k_diffusion_sampling():
     schedules need; k-diffusion is installed with --no-deps. Returns (sampling, external) or
     (None, None) when k-diffusion is not installed.
     """
-    spec = importlib.util.find_spec("k_diffusion")
-    if spec is None or not spec.submodule_search_locations:
-        return None, None
     if "k_diffusion" not in sys.modules:
+        spec = importlib.util.find_spec("k_diffusion")
+        if spec is None or not spec.submodule_search_locations:
+            return None, None
         pkg = types.ModuleType("k_diffusion")
         pkg.__path__ = list(spec.submodule_search_locations)
         sys.modules["k_diffusion"] = pkg
