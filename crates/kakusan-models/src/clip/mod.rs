@@ -14,6 +14,12 @@
 //! loop. Each of these steps is written here to its behaviour (per-character lower-casing,
 //! added tokens cut before normalisation, leftmost-longest matching) and checked token for
 //! token against transformers on the fixtures.
+//!
+//! What "the same ids" means: transformers 5 / diffusers. OpenAI's and open_clip's
+//! tokenizers (and so A1111) first run ftfy and `html.unescape`, and do not treat
+//! `<|endoftext|>` typed in a prompt, or SD 2.x's pad token `!`, as special tokens; they
+//! differ from transformers on such prompts (HTML entities, ligatures, mojibake, `!` with
+//! SD 2.x). The fixtures record both (`ids_ftfy`); only the transformers ids are matched.
 
 mod activation;
 mod added_tokens;
