@@ -104,6 +104,13 @@ pub struct OpenOptions {
     pub prefer_fp16_variant: bool,
     /// The tokenizer folder to use when the model has none (single files never carry one).
     pub tokenizer_fallback: Option<PathBuf>,
+    /// For single files: a diffusers folder whose `*/config.json` and
+    /// `scheduler/scheduler_config.json` replace the derived configs (like diffusers'
+    /// `from_single_file(path, config=folder)`). Needed when the model departs from its
+    /// family's conventions in what the weights cannot show (attention heads, GroupNorm
+    /// groups), e.g. tiny test models. Its `tokenizer/`, if any, is used too. The configs
+    /// must agree with the weights' layout (checked).
+    pub config_from: Option<PathBuf>,
 }
 
 /// One component's weights and config.
@@ -275,6 +282,16 @@ fn open_single_file(path: &Path, options: &OpenOptions) -> Result<ModelSource> {
             prediction: options.prediction,
         },
     )?;
+    let configs = match &options.config_from {
+        Some(folder) => configs_from_folder(folder, &detected, options.prediction)?,
+        None => DerivedConfigs {
+            unet: detected.unet_config(),
+            vae: detected.vae_config(),
+            text: detected.text_encoder_config(),
+            scheduler: detected.scheduler_config(),
+            tokenizer_dir: None,
+        },
+    };
     let text_naming: Arc<dyn KeyNaming> = match detected.text.kind {
         TextEncoderKind::Clip => Arc::new(LdmClipNaming::new(detected.text.prefix.clone())),
         TextEncoderKind::OpenClip => Arc::new(OpenClipNaming::new(detected.text.prefix.clone())),
@@ -286,7 +303,7 @@ fn open_single_file(path: &Path, options: &OpenOptions) -> Result<ModelSource> {
                 detected.unet.prefix.clone(),
                 detected.unet.layout.clone(),
             )),
-            config: detected.unet_config(),
+            config: configs.unet,
         },
         Part {
             store: store.clone(),
@@ -294,12 +311,12 @@ fn open_single_file(path: &Path, options: &OpenOptions) -> Result<ModelSource> {
                 detected.vae.prefix.clone(),
                 detected.vae.block_out_channels.len(),
             )),
-            config: detected.vae_config(),
+            config: configs.vae,
         },
         Part {
             store,
             naming: text_naming,
-            config: detected.text_encoder_config(),
+            config: configs.text,
         },
     ];
     tracing::info!(
@@ -314,11 +331,128 @@ fn open_single_file(path: &Path, options: &OpenOptions) -> Result<ModelSource> {
         name: display_name(path, false),
         format: SourceFormat::SingleFile,
         parts,
-        scheduler_config: detected.scheduler_config(),
-        tokenizer_dir: options.tokenizer_fallback.clone(),
+        scheduler_config: configs.scheduler,
+        tokenizer_dir: configs
+            .tokenizer_dir
+            .or_else(|| options.tokenizer_fallback.clone()),
         detected: Some(detected),
         hashed_file: path.to_path_buf(),
         sha256: OnceLock::new(),
+    })
+}
+
+/// The configs a single file is used with.
+struct DerivedConfigs {
+    unet: Value,
+    vae: Value,
+    text: Value,
+    scheduler: Value,
+    tokenizer_dir: Option<PathBuf>,
+}
+
+/// The configs of diffusers folder `folder`, checked against what the weights hold.
+fn configs_from_folder(
+    folder: &Path,
+    detected: &Detected,
+    prediction: Option<Prediction>,
+) -> Result<DerivedConfigs> {
+    let read = |component: &str, file: &str| {
+        read_json(&folder.join(component).join(file), component, folder)
+    };
+    let unet = read("unet", "config.json")?;
+    let vae = read("vae", "config.json")?;
+    let text = read("text_encoder", "config.json")?;
+    let mut scheduler = read("scheduler", "scheduler_config.json")?;
+    // A folder config that does not describe these weights would fail later with a shape
+    // error on some tensor; say it here, in terms of the configs.
+    let check = |component: &str, field: &str, config: &Value, want: Value| -> Result<()> {
+        let got = config.get(field).cloned().unwrap_or(Value::Null);
+        let same = match (&got, &want) {
+            // diffusers allows an int for "the same at every level".
+            (Value::Number(n), Value::Array(list)) => {
+                list.iter().all(|v| v == &Value::Number(n.clone()))
+            }
+            _ => got == want,
+        };
+        if same {
+            Ok(())
+        } else {
+            Err(WeightsError::BadConfig {
+                path: folder.join(component).join("config.json"),
+                detail: format!("`{field}` is {got} but the checkpoint's weights have {want}"),
+            })
+        }
+    };
+    let layout = &detected.unet.layout;
+    check(
+        "unet",
+        "block_out_channels",
+        &unet,
+        serde_json::json!(layout.block_out_channels),
+    )?;
+    check(
+        "unet",
+        "layers_per_block",
+        &unet,
+        serde_json::json!(layout.layers_per_block),
+    )?;
+    check(
+        "unet",
+        "cross_attention_dim",
+        &unet,
+        serde_json::json!(detected.unet.cross_attention_dim),
+    )?;
+    check(
+        "vae",
+        "block_out_channels",
+        &vae,
+        serde_json::json!(detected.vae.block_out_channels),
+    )?;
+    check(
+        "unet",
+        "in_channels",
+        &unet,
+        serde_json::json!(detected.unet.in_channels),
+    )?;
+    check(
+        "vae",
+        "latent_channels",
+        &vae,
+        serde_json::json!(detected.vae.latent_channels),
+    )?;
+    check(
+        "text_encoder",
+        "hidden_size",
+        &text,
+        serde_json::json!(detected.text.hidden_size),
+    )?;
+    check(
+        "text_encoder",
+        "intermediate_size",
+        &text,
+        serde_json::json!(detected.text.intermediate_size),
+    )?;
+    let layers = text
+        .get("num_hidden_layers")
+        .and_then(Value::as_u64)
+        .unwrap_or(0) as usize;
+    if layers == 0 || layers > detected.text.layers_in_file {
+        return Err(WeightsError::BadConfig {
+            path: folder.join("text_encoder").join("config.json"),
+            detail: format!(
+                "`num_hidden_layers` is {layers} but the checkpoint's text encoder has {} layers",
+                detected.text.layers_in_file
+            ),
+        });
+    }
+    apply_prediction_override(&mut scheduler, prediction);
+    let tokenizer = folder.join("tokenizer");
+    Ok(DerivedConfigs {
+        unet,
+        vae,
+        text,
+        scheduler,
+        tokenizer_dir: tokenizer.is_dir().then_some(tokenizer),
     })
 }
 
