@@ -1,2 +1,18 @@
-//! kakusan-pipeline owns generation: the `Job` type, txt2img and img2img, classifier-free
-//! guidance, and writing outputs.
+//! kakusan-pipeline owns generation: the `Job` type, loading a model for generation, text
+//! conditioning, classifier-free guidance, txt2img and img2img, the memory estimate made
+//! before allocating, and writing outputs.
+
+pub mod bench;
+pub mod error;
+pub mod generation;
+pub mod guidance;
+pub mod job;
+pub mod memory_estimate;
+pub mod save;
+pub mod stable_diffusion;
+
+pub use error::{PipelineError, Result};
+pub use generation::{check_sampler, Generation, Progress};
+pub use job::{Job, ScheduleChoice};
+pub use save::{save_images, save_latents};
+pub use stable_diffusion::{default_model_path, LoadOptions, StableDiffusion};

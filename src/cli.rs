@@ -1,0 +1,105 @@
+//! Command-line arguments, as clap parses them. Turning them into a `Job` happens in the
+//! command modules.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "kakusan", version, about = "Stable Diffusion in Rust: prompts become pictures")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Generate images from a prompt (txt2img, or img2img with --init-image).
+    Generate(GenerateArgs),
+    /// Print the generation parameters stored in a PNG.
+    Info(InfoArgs),
+    /// Time each stage of a generation and report peak memory.
+    Bench(BenchArgs),
+}
+
+/// Where the model comes from and how it runs.
+#[derive(Debug, Args, Clone)]
+pub struct ModelArgs {
+    /// A diffusers folder or a single-file .safetensors checkpoint.
+    #[arg(long, short = 'm')]
+    pub model: Option<PathBuf>,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// f32, f16 or bf16.
+    #[arg(long, default_value = "f32")]
+    pub dtype: String,
+    /// Override the detected prediction type: eps or v.
+    #[arg(long)]
+    pub prediction: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// The prompt (may be empty).
+    pub prompt: String,
+    #[arg(long, short = 'n', default_value = "")]
+    pub negative: String,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[arg(long, default_value_t = 20)]
+    pub steps: usize,
+    /// Classifier-free guidance scale.
+    #[arg(long, default_value_t = 7.0)]
+    pub cfg: f64,
+    /// Seed of the first image; -1 picks a random one (and prints it).
+    #[arg(long, default_value_t = -1, allow_hyphen_values = true)]
+    pub seed: i64,
+    /// Width in pixels (multiple of 8); default: the model's native size.
+    #[arg(long)]
+    pub width: Option<usize>,
+    /// Height in pixels (multiple of 8); default: the model's native size.
+    #[arg(long)]
+    pub height: Option<usize>,
+    /// Number of images; image i uses seed + i.
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    /// Euler, "Euler a" or DDIM (A1111 or ComfyUI names).
+    #[arg(long, default_value = "Euler a")]
+    pub sampler: String,
+    /// normal (A1111/ComfyUI) or model (the folder's diffusers scheduler config).
+    #[arg(long, default_value = "normal")]
+    pub schedule: String,
+    /// img2img: start from this picture (resized to the output size, A1111's "Just resize").
+    #[arg(long)]
+    pub init_image: Option<PathBuf>,
+    /// img2img denoising strength in (0, 1].
+    #[arg(long, default_value_t = 0.75)]
+    pub strength: f64,
+    /// A1111's "Clip skip" (1 = last layer).
+    #[arg(long, default_value_t = 1)]
+    pub clip_skip: usize,
+    #[arg(long, short = 'o', default_value = "outputs")]
+    pub output_dir: PathBuf,
+    /// Also write the final latents as safetensors.
+    #[arg(long)]
+    pub save_latents: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    pub image: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[arg(long)]
+    pub width: Option<usize>,
+    #[arg(long)]
+    pub height: Option<usize>,
+    /// UNet steps to time (each a CFG batch of 2).
+    #[arg(long, default_value_t = 3)]
+    pub steps: usize,
+}

@@ -1,0 +1,104 @@
+//! `kakusan generate`: builds the `Job`, loads the model, runs it with a progress bar and
+//! writes the numbered PNGs (and optionally the latents).
+
+use std::time::Instant;
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use kakusan_pipeline::{Job, StableDiffusion};
+
+use crate::cli::{GenerateArgs, ModelArgs};
+
+pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
+    let seed = match args.seed {
+        -1 => random_seed(),
+        s if s < -1 => anyhow::bail!("seed must be -1 (random) or a non-negative number, got {s}"),
+        s => s as u64,
+    };
+    let mut job = Job {
+        prompt: args.prompt,
+        negative_prompt: args.negative,
+        seed,
+        steps: args.steps,
+        cfg_scale: args.cfg,
+        width: args.width.unwrap_or(0),
+        height: args.height.unwrap_or(0),
+        batch_size: args.batch,
+        sampler: args.sampler,
+        schedule: args.schedule.parse()?,
+        init_image: args.init_image,
+        strength: args.strength,
+        clip_skip: args.clip_skip,
+    };
+    // Everything that can be checked without the model is checked before loading it.
+    let (w, h) = (job.width, job.height);
+    job.width = if w == 0 { 512 } else { w };
+    job.height = if h == 0 { 512 } else { h };
+    job.validate()?;
+    kakusan_pipeline::check_sampler(&job.sampler)?;
+    let out_dir = args.output_dir.join(if job.init_image.is_some() { "img2img" } else { "txt2img" });
+    kakusan_core::output::ensure_writable_dir(&out_dir)?;
+
+    let model = load_model(&args.model)?;
+    let (dw, dh) = model.default_size();
+    job.width = if w == 0 { dw } else { w };
+    job.height = if h == 0 { dh } else { h };
+    job.validate()?;
+    eprintln!("seed: {seed}");
+
+    let bar = ProgressBar::new(job.steps as u64).with_style(
+        ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len} steps {per_sec} eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_message("sampling");
+    let start = Instant::now();
+    let generation = model.generate(&job, &mut |p| {
+        bar.set_length(p.total as u64);
+        bar.set_position(p.step as u64 + 1);
+    })?;
+    bar.finish_and_clear();
+    tracing::info!("generated in {:.2}s", start.elapsed().as_secs_f64());
+
+    let paths = kakusan_pipeline::save_images(&model, &job, &generation, &out_dir)?;
+    for p in &paths {
+        println!("{}", p.display());
+    }
+    if let Some(path) = &args.save_latents {
+        kakusan_pipeline::save_latents(&generation, path)
+            .with_context(|| format!("saving latents to {}", path.display()))?;
+        println!("{}", path.display());
+    }
+    Ok(())
+}
+
+pub fn load_model(args: &ModelArgs) -> anyhow::Result<StableDiffusion> {
+    let path = match &args.model {
+        Some(p) => p.clone(),
+        None => kakusan_pipeline::default_model_path().context(
+            "no --model given and no built-in model found; pass --model with a diffusers folder or a .safetensors file",
+        )?,
+    };
+    let opts = kakusan_pipeline::LoadOptions {
+        device: args.device.parse()?,
+        dtype: args.dtype.parse()?,
+        prediction: args.prediction.as_deref().map(str::parse).transpose()?,
+    };
+    let spinner = ProgressBar::new_spinner().with_message(format!("loading {}", path.display()));
+    spinner.enable_steady_tick(std::time::Duration::from_millis(120));
+    let model = StableDiffusion::load(&path, &opts);
+    spinner.finish_and_clear();
+    Ok(model?)
+}
+
+fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    // A1111 seeds are 32-bit; keep ours in that range so they can be typed back in anywhere.
+    h.finish() & 0xFFFF_FFFF
+}
