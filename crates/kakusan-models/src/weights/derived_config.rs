@@ -10,6 +10,14 @@ use serde_json::{json, Value};
 
 use super::detect::{Detected, Family, Prediction, TextEncoderKind};
 
+/// One number when every level has the same value (diffusers' shorthand), else the list.
+fn int_if_uniform(values: &[usize]) -> Value {
+    match values.split_first() {
+        Some((first, rest)) if rest.iter().all(|v| v == first) => json!(first),
+        _ => json!(values),
+    }
+}
+
 impl Detected {
     /// The pixel size the model was trained at (768 for SD 2.x v-prediction, else 512).
     pub fn native_resolution(&self) -> usize {
@@ -48,26 +56,13 @@ impl Detected {
                 }
             })
             .collect();
+        // SD 1.x folders say `8`; SD 2.x folders list the heads per level.
         let attention_head_dim = match self.family {
-            Family::Sd1 if u.attention_heads.iter().all(|&h| h == u.attention_heads[0]) => {
-                json!(u.attention_heads[0])
-            }
-            _ => json!(u.attention_heads),
+            Family::Sd1 => int_if_uniform(&u.attention_heads),
+            Family::Sd2 => json!(u.attention_heads),
         };
-        let layers_per_block = if layout
-            .layers_per_block
-            .iter()
-            .all(|&l| l == layout.layers_per_block[0])
-        {
-            json!(layout.layers_per_block[0])
-        } else {
-            json!(layout.layers_per_block)
-        };
-        let transformer_layers = if u.transformer_layers_per_block.iter().all(|&t| t == 1) {
-            json!(1)
-        } else {
-            json!(u.transformer_layers_per_block)
-        };
+        let layers_per_block = int_if_uniform(&layout.layers_per_block);
+        let transformer_layers = int_if_uniform(&u.transformer_layers_per_block);
         json!({
             "_class_name": "UNet2DConditionModel",
             "act_fn": "silu",

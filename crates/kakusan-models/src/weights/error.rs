@@ -15,7 +15,7 @@ pub enum WeightsError {
         "{path} is a PyTorch pickle file{why}; kakusan does not load pickles because unpickling can run \
          arbitrary code. Convert it to .safetensors first, in an environment you trust, e.g.\n  \
          python -c \"import torch, safetensors.torch as st; sd = torch.load('{name}', map_location='cpu', weights_only=True); \
-         sd = sd.get('state_dict', sd); st.save_file({{k: v.contiguous() for k, v in sd.items() if hasattr(v, 'contiguous')}}, '{stem}.safetensors')\"\n\
+         sd = sd.get('state_dict', sd); st.save_file({{k: v.clone().contiguous() for k, v in sd.items() if hasattr(v, 'contiguous')}}, '{stem}.safetensors')\"\n\
          (if weights_only=True refuses an old checkpoint and you trust its source, use weights_only=False), \
          or with diffusers' / AUTOMATIC1111's checkpoint converters, or download the .safetensors version of the model"
     )]
@@ -109,6 +109,13 @@ pub enum WeightsError {
         expected: String,
         found: String,
     },
+
+    /// A folder that is not a diffusers model folder.
+    #[error(
+        "{path} is not a diffusers model folder (no model_index.json and no unet/); found {found}. \
+         Give a diffusers folder or a single-file .safetensors checkpoint"
+    )]
+    NotAModelFolder { path: PathBuf, found: String },
 
     /// A JSON configuration file cannot be read or parsed.
     #[error("cannot use config file {path}: {detail}")]

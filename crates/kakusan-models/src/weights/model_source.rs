@@ -541,13 +541,8 @@ fn component_weights(root: &Path, component: Component, prefer_fp16: bool) -> Re
 
 fn open_folder(root: &Path, options: &OpenOptions) -> Result<ModelSource> {
     if !root.join("model_index.json").is_file() && !root.join("unet").is_dir() {
-        return Err(WeightsError::MissingComponent {
-            component: "pipeline".to_string(),
-            folder: root.to_path_buf(),
-            expected: format!(
-                "{} (a diffusers folder), or give a single-file .safetensors checkpoint",
-                root.join("model_index.json").display()
-            ),
+        return Err(WeightsError::NotAModelFolder {
+            path: root.to_path_buf(),
             found: listing(root),
         });
     }
