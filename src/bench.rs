@@ -18,11 +18,24 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     println!("size: {w}x{h}, UNet steps timed: {}", args.steps.max(1));
     println!("{:<34} {:>10}", "stage", "seconds");
     println!("{:<34} {:>10.4}", "load", load_s);
-    println!("{:<34} {:>10.4}", "tokenize + text encoder (2 prompts)", report.text_encoder_s);
-    println!("{:<34} {:>10.4}", "UNet step (CFG batch 2), mean", report.unet_step_s);
-    println!("{:<34} {:>10.4}", "VAE decode (1 image)", report.vae_decode_s);
+    println!(
+        "{:<34} {:>10.4}",
+        "tokenize + text encoder (2 prompts)", report.text_encoder_s
+    );
+    println!(
+        "{:<34} {:>10.4}",
+        "UNet step (CFG batch 2), mean", report.unet_step_s
+    );
+    println!(
+        "{:<34} {:>10.4}",
+        "VAE decode (1 image)", report.vae_decode_s
+    );
     match peak_rss_bytes() {
-        Some(b) => println!("{:<34} {:>10.1} MiB", "peak RSS", b as f64 / (1 << 20) as f64),
+        Some(b) => println!(
+            "{:<34} {:>10.1} MiB",
+            "peak RSS",
+            b as f64 / (1 << 20) as f64
+        ),
         None => println!("{:<34} {:>10}", "peak RSS", "unknown"),
     }
     Ok(())

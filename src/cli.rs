@@ -6,13 +6,18 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "kakusan", version, about = "Stable Diffusion in Rust: prompts become pictures")]
+#[command(
+    name = "kakusan",
+    version,
+    about = "Stable Diffusion in Rust: prompts become pictures"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per process
 pub enum Command {
     /// Generate images from a prompt (txt2img, or img2img with --init-image).
     Generate(GenerateArgs),

@@ -36,7 +36,11 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     job.height = if h == 0 { 512 } else { h };
     job.validate()?;
     kakusan_pipeline::check_sampler(&job.sampler)?;
-    let out_dir = args.output_dir.join(if job.init_image.is_some() { "img2img" } else { "txt2img" });
+    let out_dir = args.output_dir.join(if job.init_image.is_some() {
+        "img2img"
+    } else {
+        "txt2img"
+    });
     kakusan_core::output::ensure_writable_dir(&out_dir)?;
 
     let model = load_model(&args.model)?;
@@ -47,8 +51,10 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     eprintln!("seed: {seed}");
 
     let bar = ProgressBar::new(job.steps as u64).with_style(
-        ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len} steps {per_sec} eta {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(
+            "{spinner} {msg} [{bar:30}] {pos}/{len} steps {per_sec} eta {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar.set_message("sampling");
     let start = Instant::now();

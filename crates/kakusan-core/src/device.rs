@@ -36,8 +36,9 @@ impl DeviceChoice {
     pub fn to_candle(&self) -> Result<candle_core::Device, DeviceError> {
         match *self {
             Self::Cpu => Ok(candle_core::Device::Cpu),
-            Self::Cuda(i) => candle_core::Device::new_cuda(i)
-                .map_err(|_| DeviceError::CudaUnavailable(i, candle_core::utils::cuda_is_available())),
+            Self::Cuda(i) => candle_core::Device::new_cuda(i).map_err(|_| {
+                DeviceError::CudaUnavailable(i, candle_core::utils::cuda_is_available())
+            }),
         }
     }
 }
@@ -77,7 +78,10 @@ mod tests {
 
     #[test]
     fn names_parse() {
-        assert_eq!("cuda:1".parse::<DeviceChoice>().unwrap(), DeviceChoice::Cuda(1));
+        assert_eq!(
+            "cuda:1".parse::<DeviceChoice>().unwrap(),
+            DeviceChoice::Cuda(1)
+        );
         assert_eq!("CPU".parse::<DeviceChoice>().unwrap(), DeviceChoice::Cpu);
         assert!("tpu".parse::<DeviceChoice>().is_err());
         assert_eq!("fp16".parse::<DTypeChoice>().unwrap(), DTypeChoice::F16);

@@ -22,9 +22,15 @@ pub fn load_rgb(path: &Path) -> Result<RgbImage, ImageError> {
     }
     let img = image::ImageReader::open(path)
         .and_then(|r| r.with_guessed_format())
-        .map_err(|e| ImageError::NotAnImage { path: path.into(), reason: e.to_string() })?
+        .map_err(|e| ImageError::NotAnImage {
+            path: path.into(),
+            reason: e.to_string(),
+        })?
         .decode()
-        .map_err(|e| ImageError::NotAnImage { path: path.into(), reason: e.to_string() })?;
+        .map_err(|e| ImageError::NotAnImage {
+            path: path.into(),
+            reason: e.to_string(),
+        })?;
     let rgba = img.to_rgba8();
     let mut out = RgbImage::new(rgba.width(), rgba.height());
     for (o, p) in out.pixels_mut().zip(rgba.pixels()) {
@@ -59,7 +65,10 @@ pub fn image_to_tensor(img: &RgbImage, device: &Device) -> candle_core::Result<T
 /// `[B, 3, H, W]` in [-1, 1] to 8-bit images.
 pub fn tensor_to_images(t: &Tensor) -> candle_core::Result<Vec<RgbImage>> {
     let (b, _c, h, w) = t.dims4()?;
-    let data: Vec<f32> = t.to_dtype(candle_core::DType::F32)?.flatten_all()?.to_vec1()?;
+    let data: Vec<f32> = t
+        .to_dtype(candle_core::DType::F32)?
+        .flatten_all()?
+        .to_vec1()?;
     Ok((0..b)
         .map(|k| {
             let base = k * 3 * h * w;

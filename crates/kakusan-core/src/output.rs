@@ -19,7 +19,10 @@ pub enum OutputError {
 
 /// Creates `dir` if needed and proves it can be written.
 pub fn ensure_writable_dir(dir: &Path) -> Result<(), OutputError> {
-    let fail = |e: std::io::Error| OutputError::Unwritable { dir: dir.into(), reason: e.to_string() };
+    let fail = |e: std::io::Error| OutputError::Unwritable {
+        dir: dir.into(),
+        reason: e.to_string(),
+    };
     std::fs::create_dir_all(dir).map_err(fail)?;
     let probe = dir.join(format!(".kakusan-probe-{}", std::process::id()));
     std::fs::File::create(&probe).map_err(fail)?;
@@ -28,9 +31,18 @@ pub fn ensure_writable_dir(dir: &Path) -> Result<(), OutputError> {
 
 /// Writes `bytes` to `path` through a temporary file in the same folder and a rename.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), OutputError> {
-    let fail = |e: std::io::Error| OutputError::Write { path: path.into(), reason: e.to_string() };
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let fail = |e: std::io::Error| OutputError::Write {
+        path: path.into(),
+        reason: e.to_string(),
+    };
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
@@ -60,12 +72,21 @@ fn next_number(dir: &Path) -> u64 {
 }
 
 /// Saves `img` as `dir/NNNNN-SEED.png` with `parameters` text; never overwrites.
-pub fn save_png_numbered(dir: &Path, seed: u64, img: &RgbImage, parameters: &str) -> Result<PathBuf, OutputError> {
+pub fn save_png_numbered(
+    dir: &Path,
+    seed: u64,
+    img: &RgbImage,
+    parameters: &str,
+) -> Result<PathBuf, OutputError> {
     let bytes = crate::png_meta::encode_png_with_parameters(img, parameters)?;
     let mut n = next_number(dir);
     loop {
         let path = dir.join(format!("{n:05}-{seed}.png"));
-        match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
             Ok(_) => {
                 return match write_atomically(&path, &bytes) {
                     Ok(()) => Ok(path),
@@ -76,7 +97,12 @@ pub fn save_png_numbered(dir: &Path, seed: u64, img: &RgbImage, parameters: &str
                 };
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => n += 1,
-            Err(e) => return Err(OutputError::Write { path, reason: e.to_string() }),
+            Err(e) => {
+                return Err(OutputError::Write {
+                    path,
+                    reason: e.to_string(),
+                })
+            }
         }
     }
 }
@@ -94,7 +120,10 @@ mod tests {
         std::fs::write(dir.path().join("00007-1.png"), "keep").unwrap();
         let b = save_png_numbered(dir.path(), 5, &img, "x").unwrap();
         assert!(b.ends_with("00008-5.png"));
-        assert_eq!(std::fs::read_to_string(dir.path().join("00007-1.png")).unwrap(), "keep");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("00007-1.png")).unwrap(),
+            "keep"
+        );
     }
 
     #[test]
@@ -102,8 +131,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("file.txt");
         std::fs::write(&file, "x").unwrap();
-        let err = ensure_writable_dir(&file.join("sub")).unwrap_err().to_string();
-        assert!(err.contains("cannot write to output folder") && err.contains("--output-dir"), "{err}");
+        let err = ensure_writable_dir(&file.join("sub"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("cannot write to output folder") && err.contains("--output-dir"),
+            "{err}"
+        );
     }
 
     #[test]

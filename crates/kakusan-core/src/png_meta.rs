@@ -88,8 +88,14 @@ impl GenerationParameters {
             pairs.push(("Clip skip".into(), c.to_string()));
         }
         pairs.extend(self.extra.iter().cloned());
-        pairs.push(("Version".into(), format!("kakusan {}", env!("CARGO_PKG_VERSION"))));
-        let line: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}: {}", quote(v))).collect();
+        pairs.push((
+            "Version".into(),
+            format!("kakusan {}", env!("CARGO_PKG_VERSION")),
+        ));
+        let line: Vec<String> = pairs
+            .iter()
+            .map(|(k, v)| format!("{k}: {}", quote(v)))
+            .collect();
         text.push('\n');
         text.push_str(&line.join(", "));
         text
@@ -110,24 +116,41 @@ pub fn encode_png_with_parameters(img: &RgbImage, text: &str) -> Result<Vec<u8>,
             enc.add_itxt_chunk("parameters".into(), text.into())
         };
         res.map_err(|e| PngMetaError::Encode(e.to_string()))?;
-        let mut w = enc.write_header().map_err(|e| PngMetaError::Encode(e.to_string()))?;
-        w.write_image_data(img.as_raw()).map_err(|e| PngMetaError::Encode(e.to_string()))?;
-        w.finish().map_err(|e| PngMetaError::Encode(e.to_string()))?;
+        let mut w = enc
+            .write_header()
+            .map_err(|e| PngMetaError::Encode(e.to_string()))?;
+        w.write_image_data(img.as_raw())
+            .map_err(|e| PngMetaError::Encode(e.to_string()))?;
+        w.finish()
+            .map_err(|e| PngMetaError::Encode(e.to_string()))?;
     }
     Ok(bytes)
 }
 
 /// The `parameters` text of a PNG, if it has one.
 pub fn read_png_parameters(path: &Path) -> Result<Option<String>, PngMetaError> {
-    let err = |reason: String| PngMetaError::Read { path: path.into(), reason };
+    let err = |reason: String| PngMetaError::Read {
+        path: path.into(),
+        reason,
+    };
     let file = std::fs::File::open(path).map_err(|e| err(e.to_string()))?;
     let decoder = png::Decoder::new(std::io::BufReader::new(file));
-    let reader = decoder.read_info().map_err(|e| err(format!("not a readable PNG: {e}")))?;
+    let reader = decoder
+        .read_info()
+        .map_err(|e| err(format!("not a readable PNG: {e}")))?;
     let info = reader.info();
-    if let Some(t) = info.uncompressed_latin1_text.iter().find(|t| t.keyword == "parameters") {
+    if let Some(t) = info
+        .uncompressed_latin1_text
+        .iter()
+        .find(|t| t.keyword == "parameters")
+    {
         return Ok(Some(t.text.clone()));
     }
-    if let Some(t) = info.compressed_latin1_text.iter().find(|t| t.keyword == "parameters") {
+    if let Some(t) = info
+        .compressed_latin1_text
+        .iter()
+        .find(|t| t.keyword == "parameters")
+    {
         return t.get_text().map(Some).map_err(|e| err(e.to_string()));
     }
     if let Some(t) = info.utf8_text.iter().find(|t| t.keyword == "parameters") {

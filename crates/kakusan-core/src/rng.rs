@@ -34,7 +34,9 @@ pub struct TorchCpuGenerator {
 
 impl std::fmt::Debug for TorchCpuGenerator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TorchCpuGenerator").field("next", &self.next).finish_non_exhaustive()
+        f.debug_struct("TorchCpuGenerator")
+            .field("next", &self.next)
+            .finish_non_exhaustive()
     }
 }
 
@@ -46,9 +48,15 @@ impl TorchCpuGenerator {
         state[0] = (seed & 0xffff_ffff) as u32;
         for j in 1..N {
             let prev = state[j - 1];
-            state[j] = 1_812_433_253u32.wrapping_mul(prev ^ (prev >> 30)).wrapping_add(j as u32);
+            state[j] = 1_812_433_253u32
+                .wrapping_mul(prev ^ (prev >> 30))
+                .wrapping_add(j as u32);
         }
-        Self { state, next: N, cached_normal: None }
+        Self {
+            state,
+            next: N,
+            cached_normal: None,
+        }
     }
 
     fn twist(&mut self) {
@@ -115,7 +123,7 @@ impl TorchCpuGenerator {
         for chunk in data.chunks_exact_mut(16) {
             box_muller_16_f32(chunk);
         }
-        if n % 16 != 0 {
+        if !n.is_multiple_of(16) {
             let tail = &mut data[n - 16..];
             for v in tail.iter_mut() {
                 *v = self.uniform_f32();
@@ -135,7 +143,7 @@ impl TorchCpuGenerator {
         for chunk in data.chunks_exact_mut(16) {
             box_muller_16_f64(chunk);
         }
-        if n % 16 != 0 {
+        if !n.is_multiple_of(16) {
             let tail = &mut data[n - 16..];
             for v in tail.iter_mut() {
                 *v = self.uniform_f64();
@@ -196,8 +204,8 @@ fn cephes_logf(x: f32) -> f32 {
     for &p in &P[1..] {
         y = y.mul_add(x, p);
     }
-    y = y * x;
-    y = y * z;
+    y *= x;
+    y *= z;
     y = e.mul_add(-2.121_944_4e-4, y);
     y = (-z).mul_add(0.5, y);
     let x = x + y;
@@ -221,14 +229,14 @@ fn cephes_sincosf(x: f32) -> (f32, f32) {
     let mut c = 2.443_315_7e-5f32;
     c = c.mul_add(z, -1.388_731_6e-3);
     c = c.mul_add(z, 4.166_664_6e-2);
-    c = c * z;
-    c = c * z;
+    c *= z;
+    c *= z;
     c = (-z).mul_add(0.5, c);
     c += 1.0;
     let mut s = -1.951_529_6e-4f32;
     s = s.mul_add(z, 8.332_161e-3);
     s = s.mul_add(z, -1.666_665_5e-1);
-    s = s * z;
+    s *= z;
     s = s.mul_add(x, x);
     let (mut sin, mut cos) = if use_sin_poly_for_sin { (s, c) } else { (c, s) };
     if sign_sin {
@@ -278,6 +286,9 @@ mod tests {
         let v = TorchCpuGenerator::new(7).randn(&[100_000]);
         let mean = v.iter().map(|&x| x as f64).sum::<f64>() / v.len() as f64;
         let var = v.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / v.len() as f64;
-        assert!(mean.abs() < 0.01 && (var - 1.0).abs() < 0.02, "{mean} {var}");
+        assert!(
+            mean.abs() < 0.01 && (var - 1.0).abs() < 0.02,
+            "{mean} {var}"
+        );
     }
 }

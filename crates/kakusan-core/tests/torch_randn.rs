@@ -36,7 +36,13 @@ fn entries() -> Vec<Entry> {
                 .as_array()
                 .unwrap()
                 .iter()
-                .map(|d| d.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as usize).collect())
+                .map(|d| {
+                    d.as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|x| x.as_u64().unwrap() as usize)
+                        .collect()
+                })
                 .collect(),
             index: e["index"].as_u64().unwrap_or(0) as usize,
         })
@@ -48,7 +54,11 @@ fn randn_is_bit_identical_to_torch() {
     let tensors: HashMap<String, candle_core::Tensor> =
         candle_core::safetensors::load(fixtures().join("randn.safetensors"), &Device::Cpu).unwrap();
     let all = entries();
-    assert!(all.len() >= 20, "expected the full fixture set, got {}", all.len());
+    assert!(
+        all.len() >= 20,
+        "expected the full fixture set, got {}",
+        all.len()
+    );
     for e in &all {
         let reference = &tensors[&e.name];
         let mut g = TorchCpuGenerator::new(e.seed);
@@ -70,8 +80,17 @@ fn randn_is_bit_identical_to_torch() {
         let flat = reference.flatten_all().unwrap();
         if e.dtype == "float64" {
             let r: Vec<f64> = flat.to_vec1().unwrap();
-            let same = r.iter().zip(&ours64).all(|(a, b)| a.to_bits() == b.to_bits());
-            assert!(same && r.len() == ours64.len(), "{}: {:?} vs {:?}", e.name, &r[..3.min(r.len())], &ours64[..3.min(ours64.len())]);
+            let same = r
+                .iter()
+                .zip(&ours64)
+                .all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(
+                same && r.len() == ours64.len(),
+                "{}: {:?} vs {:?}",
+                e.name,
+                &r[..3.min(r.len())],
+                &ours64[..3.min(ours64.len())]
+            );
         } else {
             let r: Vec<f32> = flat.to_vec1().unwrap();
             assert_eq!(r.len(), ours32.len(), "{}", e.name);
@@ -82,14 +101,23 @@ fn randn_is_bit_identical_to_torch() {
                 // scalar evaluation of the same Cephes polynomials still disagree by 1-2 units
                 // in the last place on ~0.15% of elements of large tensors (1e-7 relative,
                 // 250x below the latent tolerance). Every other path must be bit-exact.
-                assert!(ulps <= 2, "{}: torch {a:e} ours {b:e} ({ulps} ulps)", e.name);
+                assert!(
+                    ulps <= 2,
+                    "{}: torch {a:e} ours {b:e} ({ulps} ulps)",
+                    e.name
+                );
                 differing += (ulps != 0) as usize;
             }
             let exact_required = r.len() < 64;
             if exact_required {
                 assert_eq!(differing, 0, "{}: must be bit-identical", e.name);
             } else {
-                assert!(differing * 100 < r.len(), "{}: {differing} of {} differ", e.name, r.len());
+                assert!(
+                    differing * 100 < r.len(),
+                    "{}: {differing} of {} differ",
+                    e.name,
+                    r.len()
+                );
             }
         }
     }

@@ -21,7 +21,12 @@ impl StableDiffusion {
         let uncond = self.encode_prompt("", 1)?;
         let text_encoder_s = t.elapsed().as_secs_f64();
         let scale = vae_scale(&self.vae_config);
-        let shape = (1, self.vae_config.latent_channels, height / scale, width / scale);
+        let shape = (
+            1,
+            self.vae_config.latent_channels,
+            height / scale,
+            width / scale,
+        );
         let x = Tensor::randn(0f32, 1f32, shape, &self.device)?;
         let guided = GuidedUNet {
             unet: &self.unet,
@@ -41,6 +46,10 @@ impl StableDiffusion {
             .map_err(|e| PipelineError::Config(format!("vae: {e}")))?
             .to_dtype(DType::F32)?;
         let vae_decode_s = t.elapsed().as_secs_f64();
-        Ok(BenchReport { text_encoder_s, unet_step_s, vae_decode_s })
+        Ok(BenchReport {
+            text_encoder_s,
+            unet_step_s,
+            vae_decode_s,
+        })
     }
 }

@@ -36,8 +36,10 @@ impl StableDiffusion {
         job.validate()?;
         let sampler: Sampler = job.sampler.parse()?;
         let scale = vae_scale(&self.vae_config);
-        if job.width % scale != 0 || job.height % scale != 0 {
-            return Err(PipelineError::InvalidJob(format!("width and height must be multiples of {scale}")));
+        if !job.width.is_multiple_of(scale) || !job.height.is_multiple_of(scale) {
+            return Err(PipelineError::InvalidJob(format!(
+                "width and height must be multiples of {scale}"
+            )));
         }
         let need = estimate_bytes(&self.footprint, job.width, job.height, job.batch_size);
         if let Some(avail) = available_bytes() {
@@ -56,25 +58,46 @@ impl StableDiffusion {
         let seeds: Vec<u64> = (0..b).map(|i| job.image_seed(i)).collect();
         let cond = self.encode_prompt(&job.prompt, job.clip_skip)?;
         let uncond = self.encode_prompt(&job.negative_prompt, job.clip_skip)?;
-        let context = Tensor::cat(&[uncond.repeat((b, 1, 1))?, cond.repeat((b, 1, 1))?], 0)?.to_dtype(self.dtype)?;
+        let context = Tensor::cat(&[uncond.repeat((b, 1, 1))?, cond.repeat((b, 1, 1))?], 0)?
+            .to_dtype(self.dtype)?;
 
         let schedule = match job.schedule {
             ScheduleChoice::Normal => SigmaSchedule::normal(&self.discrete, job.steps),
-            ScheduleChoice::Model => {
-                SigmaSchedule::model(&self.discrete, &self.scheduler, job.steps, sampler.integer_timesteps())?
-            }
+            ScheduleChoice::Model => SigmaSchedule::model(
+                &self.discrete,
+                &self.scheduler,
+                job.steps,
+                sampler.integer_timesteps(),
+            )?,
         };
         let mut noise = TorchBatchNoise::new(&seeds, &self.device);
-        let latent_shape = [b, self.vae_config.latent_channels, job.height / scale, job.width / scale];
+        let latent_shape = [
+            b,
+            self.vae_config.latent_channels,
+            job.height / scale,
+            job.width / scale,
+        ];
         let sf = self.vae_config.scaling_factor;
         let (x, sigmas) = match &job.init_image {
-            None => ((noise.randn(&latent_shape)? * schedule.init_noise_scale)?, schedule.sigmas.clone()),
+            None => (
+                (noise.randn(&latent_shape)? * schedule.init_noise_scale)?,
+                schedule.sigmas.clone(),
+            ),
             Some(path) => {
-                let img = kakusan_core::image_io::load_rgb(path)
-                    .map_err(|source| PipelineError::InitImage { path: path.clone(), source })?;
-                let img = kakusan_core::image_io::resize_just(&img, job.width as u32, job.height as u32);
-                let pixels = kakusan_core::image_io::image_to_tensor(&img, &self.device)?.to_dtype(self.dtype)?;
-                let posterior = self.vae.encode(&pixels).map_err(|e| PipelineError::Config(format!("vae: {e}")))?;
+                let img = kakusan_core::image_io::load_rgb(path).map_err(|source| {
+                    PipelineError::InitImage {
+                        path: path.clone(),
+                        source,
+                    }
+                })?;
+                let img =
+                    kakusan_core::image_io::resize_just(&img, job.width as u32, job.height as u32);
+                let pixels = kakusan_core::image_io::image_to_tensor(&img, &self.device)?
+                    .to_dtype(self.dtype)?;
+                let posterior = self
+                    .vae
+                    .encode(&pixels)
+                    .map_err(|e| PipelineError::Config(format!("vae: {e}")))?;
                 // diffusers samples the posterior with each image's generator, then draws the
                 // noise from the same generators.
                 let one = [1, latent_shape[1], latent_shape[2], latent_shape[3]];
@@ -82,7 +105,9 @@ impl StableDiffusion {
                 let mut x0s = Vec::with_capacity(b);
                 for i in 0..b {
                     let n = post_noise.narrow(0, i, 1)?.to_dtype(self.dtype)?;
-                    let z = posterior.sample_with(&n).map_err(|e| PipelineError::Config(format!("vae: {e}")))?;
+                    let z = posterior
+                        .sample_with(&n)
+                        .map_err(|e| PipelineError::Config(format!("vae: {e}")))?;
                     x0s.push((z.to_dtype(DType::F32)? * sf)?);
                 }
                 let x0 = Tensor::cat(&x0s, 0)?;
@@ -92,7 +117,12 @@ impl StableDiffusion {
                 ((x0 + (n * start)?)?, sigmas)
             }
         };
-        let guided = GuidedUNet { unet: &self.unet, context, cfg_scale: job.cfg_scale, dtype: self.dtype };
+        let guided = GuidedUNet {
+            unet: &self.unet,
+            context,
+            cfg_scale: job.cfg_scale,
+            dtype: self.dtype,
+        };
         let model_fn = |x_in: &Tensor, t: f64| guided.predict(x_in, t);
         let denoiser = DiscreteDenoiser {
             model: &model_fn,
@@ -102,18 +132,35 @@ impl StableDiffusion {
         };
         let total = sigmas.len().saturating_sub(1);
         let x = sampler.sample(&denoiser, x, &sigmas, &mut noise, &mut |info| {
-            progress(&Progress { step: info.step, total, sigma: info.sigma })
+            progress(&Progress {
+                step: info.step,
+                total,
+                sigma: info.sigma,
+            })
         })?;
         // Latents as diffusers returns them: at a nonzero final sigma (DDIM ending at
         // alphas_cumprod[0]) the unscaled latents are x / sqrt(1 + sigma^2).
         let last = sigmas.last().copied().unwrap_or(0.0);
-        let latents = if last > 0.0 && schedule.kind == ScheduleKind::Model { (x / (1.0 + last * last).sqrt())? } else { x };
+        let latents = if last > 0.0 && schedule.kind == ScheduleKind::Model {
+            (x / (1.0 + last * last).sqrt())?
+        } else {
+            x
+        };
         let mut images = Vec::with_capacity(b);
         for i in 0..b {
             let z = (latents.narrow(0, i, 1)? / sf)?.to_dtype(self.dtype)?;
-            let decoded = self.vae.decode(&z).map_err(|e| PipelineError::Config(format!("vae: {e}")))?;
-            images.extend(kakusan_core::image_io::tensor_to_images(&decoded.to_dtype(DType::F32)?)?);
+            let decoded = self
+                .vae
+                .decode(&z)
+                .map_err(|e| PipelineError::Config(format!("vae: {e}")))?;
+            images.extend(kakusan_core::image_io::tensor_to_images(
+                &decoded.to_dtype(DType::F32)?,
+            )?);
         }
-        Ok(Generation { latents, images, seeds })
+        Ok(Generation {
+            latents,
+            images,
+            seeds,
+        })
     }
 }

@@ -107,7 +107,10 @@ impl Job {
             return bad(format!("batch must be 1..=1024, got {}", self.batch_size));
         }
         if !self.cfg_scale.is_finite() {
-            return bad(format!("CFG scale must be a finite number, got {}", self.cfg_scale));
+            return bad(format!(
+                "CFG scale must be a finite number, got {}",
+                self.cfg_scale
+            ));
         }
         if self.init_image.is_some() && !(self.strength > 0.0 && self.strength <= 1.0) {
             return bad(format!(
@@ -138,32 +141,57 @@ mod tests {
 
     #[test]
     fn sizes_must_be_multiples_of_eight() {
-        let job = Job { width: 500, ..Job::default() };
+        let job = Job {
+            width: 500,
+            ..Job::default()
+        };
         let err = job.validate().unwrap_err().to_string();
-        assert!(err.contains("width 500") && err.contains("try 496"), "{err}");
-        let job = Job { height: 0, ..Job::default() };
+        assert!(
+            err.contains("width 500") && err.contains("try 496"),
+            "{err}"
+        );
+        let job = Job {
+            height: 0,
+            ..Job::default()
+        };
         assert!(job.validate().is_err());
     }
 
     #[test]
     fn strength_is_checked_only_for_img2img() {
-        let job = Job { strength: 1.5, ..Job::default() };
+        let job = Job {
+            strength: 1.5,
+            ..Job::default()
+        };
         job.validate().unwrap();
-        let job = Job { strength: 1.5, init_image: Some("x.png".into()), ..Job::default() };
+        let job = Job {
+            strength: 1.5,
+            init_image: Some("x.png".into()),
+            ..Job::default()
+        };
         assert!(job.validate().is_err());
     }
 
     #[test]
     fn batch_images_use_consecutive_seeds() {
-        let job = Job { seed: u64::MAX, ..Job::default() };
+        let job = Job {
+            seed: u64::MAX,
+            ..Job::default()
+        };
         assert_eq!(job.image_seed(0), u64::MAX);
         assert_eq!(job.image_seed(1), 0);
     }
 
     #[test]
     fn schedule_names_parse() {
-        assert_eq!("Normal".parse::<ScheduleChoice>().unwrap(), ScheduleChoice::Normal);
-        assert_eq!("model".parse::<ScheduleChoice>().unwrap(), ScheduleChoice::Model);
+        assert_eq!(
+            "Normal".parse::<ScheduleChoice>().unwrap(),
+            ScheduleChoice::Normal
+        );
+        assert_eq!(
+            "model".parse::<ScheduleChoice>().unwrap(),
+            ScheduleChoice::Model
+        );
         assert!("karras?".parse::<ScheduleChoice>().is_err());
     }
 }

@@ -41,7 +41,8 @@ pub fn estimate_bytes(fp: &ModelFootprint, width: usize, height: usize, batch: u
     // VAE decode runs one image at a time in our pipeline.
     let image_pixels = w * h;
     let vae_activations = 4 * fp.vae_top_channels * image_pixels * e;
-    let vae_attention = 2 * latent_pixels * latent_pixels * e + 4 * fp.vae_max_channels * latent_pixels * e;
+    let vae_attention =
+        2 * latent_pixels * latent_pixels * e + 4 * fp.vae_max_channels * latent_pixels * e;
     let vae_peak = vae_activations.max(vae_attention);
     fp.weight_bytes + unet_peak.max(vae_peak)
 }

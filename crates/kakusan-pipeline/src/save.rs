@@ -47,7 +47,10 @@ pub fn save_images(
     for (i, image) in generation.images.iter().enumerate() {
         let text = parameters_for(model, job, i).to_a1111_string();
         let path = kakusan_core::output::save_png_numbered(dir, job.image_seed(i), image, &text)
-            .map_err(|e| PipelineError::Output { path: dir.to_path_buf(), reason: e.to_string() })?;
+            .map_err(|e| PipelineError::Output {
+                path: dir.to_path_buf(),
+                reason: e.to_string(),
+            })?;
         paths.push(path);
     }
     Ok(paths)
@@ -57,10 +60,19 @@ pub fn save_images(
 /// under the key `latents`, atomically.
 pub fn save_latents(generation: &Generation, path: &Path) -> Result<()> {
     let latents = generation.latents.to_dtype(candle_core::DType::F32)?;
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let fail = |reason: String| PipelineError::Output { path: path.to_path_buf(), reason };
+    let fail = |reason: String| PipelineError::Output {
+        path: path.to_path_buf(),
+        reason,
+    };
     let result = latents
         .save_safetensors("latents", &tmp)
         .map_err(|e| fail(e.to_string()))

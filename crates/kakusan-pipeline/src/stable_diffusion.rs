@@ -3,13 +3,14 @@
 
 use std::path::{Path, PathBuf};
 
-
 use candle_core::{DType, Device, Tensor};
 use kakusan_core::device::{DTypeChoice, DeviceChoice};
 use kakusan_models::clip::{ClipTextConfig, ClipTextModel, Tokenizer};
 use kakusan_models::unet::{SampleSize, UNet2DConditionModel, UNetConfig};
 use kakusan_models::vae::{AutoencoderKL, VaeConfig};
-use kakusan_models::weights::{Component, ModelSource, OpenOptions, Prediction as WeightsPrediction};
+use kakusan_models::weights::{
+    Component, ModelSource, OpenOptions, Prediction as WeightsPrediction,
+};
 use kakusan_sampling::{DiscreteSchedule, Prediction, SchedulerConfig};
 
 use crate::error::{PipelineError, Result};
@@ -26,7 +27,11 @@ pub struct LoadOptions {
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        Self { device: DeviceChoice::Cpu, dtype: DTypeChoice::F32, prediction: None }
+        Self {
+            device: DeviceChoice::Cpu,
+            dtype: DTypeChoice::F32,
+            prediction: None,
+        }
     }
 }
 
@@ -39,7 +44,10 @@ pub fn bundled_tokenizer_dir() -> PathBuf {
 pub fn default_model_path() -> Option<PathBuf> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let candidate = root.join("models/kakusan-mini");
-    candidate.join("model_index.json").is_file().then_some(candidate)
+    candidate
+        .join("model_index.json")
+        .is_file()
+        .then_some(candidate)
 }
 
 pub struct StableDiffusion {
@@ -64,7 +72,10 @@ pub struct StableDiffusion {
 
 impl StableDiffusion {
     pub fn load(path: &Path, opts: &LoadOptions) -> Result<Self> {
-        let device = opts.device.to_candle().map_err(|e| PipelineError::Config(e.to_string()))?;
+        let device = opts
+            .device
+            .to_candle()
+            .map_err(|e| PipelineError::Config(e.to_string()))?;
         let dtype = opts.dtype.to_candle();
         let open = OpenOptions {
             prediction: opts.prediction.map(|p| match p {
@@ -76,21 +87,35 @@ impl StableDiffusion {
         };
         let source = ModelSource::open_with(path, &open)?;
         fn parse<T: serde::de::DeserializeOwned>(what: &str, v: &serde_json::Value) -> Result<T> {
-            serde_json::from_value(v.clone()).map_err(|e| PipelineError::Config(format!("{what} config: {e}")))
+            serde_json::from_value(v.clone())
+                .map_err(|e| PipelineError::Config(format!("{what} config: {e}")))
         }
         let unet_config: UNetConfig = parse("unet", source.config(Component::Unet))?;
         let vae_config: VaeConfig = parse("vae", source.config(Component::Vae))?;
-        let text_config: ClipTextConfig = parse("text encoder", source.config(Component::TextEncoder))?;
+        let text_config: ClipTextConfig =
+            parse("text encoder", source.config(Component::TextEncoder))?;
         let scheduler: SchedulerConfig = parse("scheduler", source.scheduler_config())?;
-        let tokenizer_dir = source.tokenizer_dir().map(Path::to_path_buf).unwrap_or_else(bundled_tokenizer_dir);
+        let tokenizer_dir = source
+            .tokenizer_dir()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(bundled_tokenizer_dir);
         let tokenizer = Tokenizer::from_folder(&tokenizer_dir)?;
         let cfg_err = |what: &str, e: String| PipelineError::Config(format!("{what}: {e}"));
-        let text_model = ClipTextModel::new(source.component_vb(Component::TextEncoder, dtype, &device), &text_config)
-            .map_err(|e| cfg_err("text encoder", e.to_string()))?;
-        let unet = UNet2DConditionModel::new(source.component_vb(Component::Unet, dtype, &device), &unet_config)
-            .map_err(|e| cfg_err("unet", e.to_string()))?;
-        let vae = AutoencoderKL::new(source.component_vb(Component::Vae, dtype, &device), &vae_config)
-            .map_err(|e| cfg_err("vae", e.to_string()))?;
+        let text_model = ClipTextModel::new(
+            source.component_vb(Component::TextEncoder, dtype, &device),
+            &text_config,
+        )
+        .map_err(|e| cfg_err("text encoder", e.to_string()))?;
+        let unet = UNet2DConditionModel::new(
+            source.component_vb(Component::Unet, dtype, &device),
+            &unet_config,
+        )
+        .map_err(|e| cfg_err("unet", e.to_string()))?;
+        let vae = AutoencoderKL::new(
+            source.component_vb(Component::Vae, dtype, &device),
+            &vae_config,
+        )
+        .map_err(|e| cfg_err("vae", e.to_string()))?;
         let prediction = match source.prediction() {
             WeightsPrediction::Epsilon => Prediction::Epsilon,
             WeightsPrediction::VPrediction => Prediction::VPrediction,
@@ -98,14 +123,34 @@ impl StableDiffusion {
         let discrete = DiscreteSchedule::from_config(&scheduler)?;
         let weight_bytes: u64 = [Component::Unet, Component::Vae, Component::TextEncoder]
             .iter()
-            .flat_map(|&c| source.store(c).paths().into_iter().map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)).collect::<Vec<_>>())
+            .flat_map(|&c| {
+                source
+                    .store(c)
+                    .paths()
+                    .into_iter()
+                    .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+                    .collect::<Vec<_>>()
+            })
             .sum();
         let footprint = ModelFootprint {
             weight_bytes,
-            unet_top_channels: unet_config.block_out_channels.first().copied().unwrap_or(320) as u64,
+            unet_top_channels: unet_config
+                .block_out_channels
+                .first()
+                .copied()
+                .unwrap_or(320) as u64,
             unet_top_heads: 8,
-            vae_top_channels: vae_config.block_out_channels.first().copied().unwrap_or(128) as u64,
-            vae_max_channels: vae_config.block_out_channels.iter().copied().max().unwrap_or(512) as u64,
+            vae_top_channels: vae_config
+                .block_out_channels
+                .first()
+                .copied()
+                .unwrap_or(128) as u64,
+            vae_max_channels: vae_config
+                .block_out_channels
+                .iter()
+                .copied()
+                .max()
+                .unwrap_or(512) as u64,
             activation_bytes: dtype.size_in_bytes() as u64,
             vae_scale: vae_scale(&vae_config) as u64,
         };

@@ -29,10 +29,12 @@ impl DiscreteSchedule {
         cfg.check()?;
         let n = cfg.num_train_timesteps;
         let betas: Vec<f32> = match cfg.beta_schedule.as_str() {
-            "scaled_linear" => linspace_f32(cfg.beta_start.sqrt() as f32, cfg.beta_end.sqrt() as f32, n)
-                .into_iter()
-                .map(|b| b * b)
-                .collect(),
+            "scaled_linear" => {
+                linspace_f32(cfg.beta_start.sqrt() as f32, cfg.beta_end.sqrt() as f32, n)
+                    .into_iter()
+                    .map(|b| b * b)
+                    .collect()
+            }
             "linear" => linspace_f32(cfg.beta_start as f32, cfg.beta_end as f32, n),
             other => {
                 return Err(SamplingError::Config(format!(
@@ -57,7 +59,11 @@ impl DiscreteSchedule {
             })
             .collect();
         let log_sigmas = sigmas.iter().map(|s| s.ln()).collect();
-        Ok(Self { alphas_cumprod, sigmas, log_sigmas })
+        Ok(Self {
+            alphas_cumprod,
+            sigmas,
+            log_sigmas,
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -114,7 +120,13 @@ fn linspace_f32(a: f32, b: f32, n: usize) -> Vec<f32> {
     let step = (b - a) / (n - 1) as f32;
     let half = n / 2;
     (0..n)
-        .map(|i| if i < half { a + step * i as f32 } else { b - step * (n - 1 - i) as f32 })
+        .map(|i| {
+            if i < half {
+                a + step * i as f32
+            } else {
+                b - step * (n - 1 - i) as f32
+            }
+        })
         .collect()
 }
 

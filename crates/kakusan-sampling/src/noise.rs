@@ -19,7 +19,10 @@ pub struct TorchBatchNoise {
 
 impl TorchBatchNoise {
     pub fn new(seeds: &[u64], device: &Device) -> Self {
-        Self { generators: seeds.iter().map(|&s| TorchCpuGenerator::new(s)).collect(), device: device.clone() }
+        Self {
+            generators: seeds.iter().map(|&s| TorchCpuGenerator::new(s)).collect(),
+            device: device.clone(),
+        }
     }
 
     /// Draws `[B, rest...]`, image i from generator i.
@@ -50,7 +53,14 @@ mod tests {
         let mut two = TorchBatchNoise::new(&[7, 8], &Device::Cpu);
         let a = one.randn(&[1, 4, 3, 5]).unwrap();
         let b = two.randn(&[2, 4, 3, 5]).unwrap().narrow(0, 1, 1).unwrap();
-        let d = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let d = (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
         assert_eq!(d, 0.0);
     }
 }

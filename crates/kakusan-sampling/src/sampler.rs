@@ -51,8 +51,12 @@ impl Sampler {
         callback: &mut dyn FnMut(&StepInfo),
     ) -> Result<Tensor> {
         match self {
-            Self::Euler | Self::Ddim => samplers::euler::sample_euler(denoiser, x, sigmas, callback),
-            Self::EulerAncestral => samplers::euler_ancestral::sample_euler_ancestral(denoiser, x, sigmas, noise, 1.0, callback),
+            Self::Euler | Self::Ddim => {
+                samplers::euler::sample_euler(denoiser, x, sigmas, callback)
+            }
+            Self::EulerAncestral => samplers::euler_ancestral::sample_euler_ancestral(
+                denoiser, x, sigmas, noise, 1.0, callback,
+            ),
         }
     }
 }
@@ -65,7 +69,10 @@ impl std::str::FromStr for Sampler {
             "euler" => Ok(Self::Euler),
             "euler_a" | "euler_ancestral" => Ok(Self::EulerAncestral),
             "ddim" => Ok(Self::Ddim),
-            _ => Err(SamplingError::UnknownSampler { name: s.into(), valid: Self::NAMES.into() }),
+            _ => Err(SamplingError::UnknownSampler {
+                name: s.into(),
+                valid: Self::NAMES.into(),
+            }),
         }
     }
 }

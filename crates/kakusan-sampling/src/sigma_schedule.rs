@@ -31,7 +31,10 @@ impl std::str::FromStr for ScheduleKind {
         match s.to_ascii_lowercase().as_str() {
             "normal" | "automatic" => Ok(Self::Normal),
             "model" | "diffusers" => Ok(Self::Model),
-            other => Err(SamplingError::UnknownSchedule { name: other.into(), valid: Self::NAMES.into() }),
+            other => Err(SamplingError::UnknownSchedule {
+                name: other.into(),
+                valid: Self::NAMES.into(),
+            }),
         }
     }
 }
@@ -61,48 +64,86 @@ impl SigmaSchedule {
         let t_max = (ds.len() - 1) as f64;
         let mut sigmas: Vec<f64> = (0..steps)
             .map(|i| {
-                let t = if steps == 1 { t_max } else { t_max * (1.0 - i as f64 / (steps - 1) as f64) };
+                let t = if steps == 1 {
+                    t_max
+                } else {
+                    t_max * (1.0 - i as f64 / (steps - 1) as f64)
+                };
                 ds.t_to_sigma(t, Interpolation::Log)
             })
             .collect();
         sigmas.push(0.0);
-        Self { init_noise_scale: sigmas[0], sigmas, interpolation: Interpolation::Log, kind: ScheduleKind::Normal }
+        Self {
+            init_noise_scale: sigmas[0],
+            sigmas,
+            interpolation: Interpolation::Log,
+            kind: ScheduleKind::Normal,
+        }
     }
 
     /// diffusers' schedule for `steps` steps. `integer_timesteps` is true for DDIM-family
     /// schedulers (rounded timesteps, final alpha from the config).
-    pub fn model(ds: &DiscreteSchedule, cfg: &SchedulerConfig, steps: usize, integer_timesteps: bool) -> Result<Self> {
+    pub fn model(
+        ds: &DiscreteSchedule,
+        cfg: &SchedulerConfig,
+        steps: usize,
+        integer_timesteps: bool,
+    ) -> Result<Self> {
         let n_train = ds.len();
         if steps > n_train {
-            return Err(SamplingError::Config(format!("{steps} steps exceed the model's {n_train} training timesteps")));
+            return Err(SamplingError::Config(format!(
+                "{steps} steps exceed the model's {n_train} training timesteps"
+            )));
         }
         let mut ts: Vec<f64> = match cfg.timestep_spacing.as_str() {
             "leading" => {
                 let ratio = n_train / steps;
-                (0..steps).rev().map(|i| (i * ratio + cfg.steps_offset) as f64).collect()
+                (0..steps)
+                    .rev()
+                    .map(|i| (i * ratio + cfg.steps_offset) as f64)
+                    .collect()
             }
             "trailing" => {
                 let ratio = n_train as f64 / steps as f64;
-                (0..steps).map(|i| (n_train as f64 - i as f64 * ratio).round() - 1.0).collect()
+                (0..steps)
+                    .map(|i| (n_train as f64 - i as f64 * ratio).round() - 1.0)
+                    .collect()
             }
             "linspace" => {
                 let last = (n_train - 1) as f64;
                 (0..steps)
                     .rev()
-                    .map(|i| if steps == 1 { 0.0 } else { last * i as f64 / (steps - 1) as f64 })
+                    .map(|i| {
+                        if steps == 1 {
+                            0.0
+                        } else {
+                            last * i as f64 / (steps - 1) as f64
+                        }
+                    })
                     .collect()
             }
-            other => return Err(SamplingError::Config(format!("timestep_spacing {other:?} is not supported"))),
+            other => {
+                return Err(SamplingError::Config(format!(
+                    "timestep_spacing {other:?} is not supported"
+                )))
+            }
         };
         if integer_timesteps {
             for t in &mut ts {
                 *t = t.round();
             }
         }
-        let mut sigmas: Vec<f64> = ts.iter().map(|&t| ds.t_to_sigma(t, Interpolation::Linear)).collect();
+        let mut sigmas: Vec<f64> = ts
+            .iter()
+            .map(|&t| ds.t_to_sigma(t, Interpolation::Linear))
+            .collect();
         let sigma_max = sigmas[0];
         let init_noise_scale = if integer_timesteps {
-            sigmas.push(if cfg.set_alpha_to_one { 0.0 } else { ds.sigmas[0] });
+            sigmas.push(if cfg.set_alpha_to_one {
+                0.0
+            } else {
+                ds.sigmas[0]
+            });
             (sigma_max * sigma_max + 1.0).sqrt()
         } else {
             sigmas.push(0.0);
@@ -112,7 +153,12 @@ impl SigmaSchedule {
                 (sigma_max * sigma_max + 1.0).sqrt()
             }
         };
-        Ok(Self { sigmas, init_noise_scale, interpolation: Interpolation::Linear, kind: ScheduleKind::Model })
+        Ok(Self {
+            sigmas,
+            init_noise_scale,
+            interpolation: Interpolation::Linear,
+            kind: ScheduleKind::Model,
+        })
     }
 
     /// The part of the schedule img2img runs at denoising `strength`: diffusers' convention

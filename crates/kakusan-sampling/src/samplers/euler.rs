@@ -20,7 +20,14 @@ pub fn sample_euler(
         let denoised = denoiser.denoise(&x, sigma)?;
         let d = ((&x - &denoised)? / sigma)?;
         x = (&x + (d * (next - sigma))?)?;
-        callback(&StepInfo { step: i, total, sigma, sigma_next: next, x: &x, denoised: &denoised });
+        callback(&StepInfo {
+            step: i,
+            total,
+            sigma,
+            sigma_next: next,
+            x: &x,
+            denoised: &denoised,
+        });
     }
     Ok(x)
 }

@@ -39,7 +39,14 @@ pub fn sample_euler_ancestral(
         if up > 0.0 {
             x = (&x + (n * up)?)?;
         }
-        callback(&StepInfo { step: i, total, sigma, sigma_next: next, x: &x, denoised: &denoised });
+        callback(&StepInfo {
+            step: i,
+            total,
+            sigma,
+            sigma_next: next,
+            x: &x,
+            denoised: &denoised,
+        });
     }
     Ok(x)
 }
