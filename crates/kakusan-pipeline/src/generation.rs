@@ -7,7 +7,7 @@ use kakusan_sampling::{DiscreteDenoiser, Sampler, ScheduleKind, SigmaSchedule, T
 
 use crate::error::{PipelineError, Result};
 use crate::guidance::GuidedUNet;
-use crate::job::{Job, ScheduleChoice};
+use crate::job::Job;
 use crate::memory_estimate::{available_bytes, estimate_bytes};
 use crate::stable_diffusion::{vae_scale, StableDiffusion};
 
@@ -62,8 +62,8 @@ impl StableDiffusion {
             .to_dtype(self.dtype)?;
 
         let schedule = match job.schedule {
-            ScheduleChoice::Normal => SigmaSchedule::normal(&self.discrete, job.steps),
-            ScheduleChoice::Model => SigmaSchedule::model(
+            ScheduleKind::Normal => SigmaSchedule::normal(&self.discrete, job.steps),
+            ScheduleKind::Model => SigmaSchedule::model(
                 &self.discrete,
                 &self.scheduler,
                 job.steps,

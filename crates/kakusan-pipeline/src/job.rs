@@ -3,44 +3,13 @@
 
 use std::path::PathBuf;
 
+use kakusan_sampling::ScheduleKind;
+
 use crate::error::{PipelineError, Result};
 
 /// The largest side we accept before even estimating memory (A1111's UI stops at 2048; we
 /// allow more for tiled work later, but a side beyond this is a typo).
 pub const MAX_SIDE: usize = 16384;
-
-/// Which timestep convention turns a step count into sigmas.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ScheduleChoice {
-    /// k-diffusion's discretisation, as AUTOMATIC1111 and ComfyUI use ("normal"/"Automatic").
-    #[default]
-    Normal,
-    /// The model folder's own diffusers scheduler config (timestep spacing, offset), so a
-    /// diffusers user gets diffusers' numbers.
-    Model,
-}
-
-impl std::str::FromStr for ScheduleChoice {
-    type Err = PipelineError;
-    fn from_str(s: &str) -> Result<Self> {
-        match s.to_ascii_lowercase().as_str() {
-            "normal" | "automatic" => Ok(Self::Normal),
-            "model" | "diffusers" => Ok(Self::Model),
-            other => Err(PipelineError::InvalidJob(format!(
-                "unknown schedule {other:?}; valid: normal, model"
-            ))),
-        }
-    }
-}
-
-impl std::fmt::Display for ScheduleChoice {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Normal => "normal",
-            Self::Model => "model",
-        })
-    }
-}
 
 /// One generation request.
 #[derive(Debug, Clone)]
@@ -56,7 +25,8 @@ pub struct Job {
     pub batch_size: usize,
     /// Sampler name as the user gave it (A1111 or ComfyUI style).
     pub sampler: String,
-    pub schedule: ScheduleChoice,
+    /// Which timestep convention turns the step count into sigmas.
+    pub schedule: ScheduleKind,
     /// img2img: the picture to start from.
     pub init_image: Option<PathBuf>,
     /// img2img denoising strength in (0, 1].
@@ -77,7 +47,7 @@ impl Default for Job {
             height: 512,
             batch_size: 1,
             sampler: "Euler a".into(),
-            schedule: ScheduleChoice::Normal,
+            schedule: ScheduleKind::Normal,
             init_image: None,
             strength: 0.75,
             clip_skip: 1,
@@ -185,13 +155,13 @@ mod tests {
     #[test]
     fn schedule_names_parse() {
         assert_eq!(
-            "Normal".parse::<ScheduleChoice>().unwrap(),
-            ScheduleChoice::Normal
+            "Normal".parse::<ScheduleKind>().unwrap(),
+            ScheduleKind::Normal
         );
         assert_eq!(
-            "model".parse::<ScheduleChoice>().unwrap(),
-            ScheduleChoice::Model
+            "model".parse::<ScheduleKind>().unwrap(),
+            ScheduleKind::Model
         );
-        assert!("karras?".parse::<ScheduleChoice>().is_err());
+        assert!("karras?".parse::<ScheduleKind>().is_err());
     }
 }
