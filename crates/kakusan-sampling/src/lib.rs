@@ -1,2 +1,32 @@
-//! kakusan-sampling owns sampling in k-diffusion's style: the `Denoiser` trait, the model's
-//! discrete noise schedule, sigma schedules, noise sources and samplers as plain functions.
+//! kakusan-sampling owns sampling in k-diffusion's style: the [`Denoiser`] trait, the model's
+//! discrete noise schedule, sigma schedules (k-diffusion's and diffusers'), noise sources and
+//! samplers as plain functions.
+//!
+//! A run, in k-diffusion scaling (`x = x0 + sigma * eps`):
+//! 1. build a [`SigmaSchedule`] (`schedule::k_diffusion::normal`, ...,
+//!    `schedule::diffusers::model_schedule`), cut it for img2img if needed;
+//! 2. wrap the network in a [`DiscreteDenoiser`] over `schedule.table` with
+//!    `schedule.interpolation`;
+//! 3. start from `schedule.initial_latents(noise)` (txt2img) or
+//!    `schedule.img2img_latents(init, noise)`;
+//! 4. `Sampler::sample(...)`, then `schedule.final_latents(x)`.
+
+pub mod denoiser;
+pub mod discrete_denoiser;
+pub mod discrete_schedule;
+pub mod error;
+pub mod noise;
+pub mod reference_numerics;
+pub mod sampler;
+pub mod schedule;
+pub mod scheduler_config;
+
+pub use denoiser::Denoiser;
+pub use discrete_denoiser::{DiscreteDenoiser, ModelFn, Prediction};
+pub use discrete_schedule::{BetaSchedule, DiscreteSchedule, Interpolation};
+pub use error::{Error, Result};
+pub use noise::{NoiseSource, TorchBatchNoise};
+pub use sampler::{Sampler, SamplerOptions, StepInfo};
+pub use schedule::img2img::Img2ImgConvention;
+pub use schedule::{NoiseConvention, ScheduleKind, SigmaSchedule};
+pub use scheduler_config::{DiffusersScheduler, SchedulerConfig};
