@@ -5,7 +5,6 @@ use super::{check_sigmas, euler_step, Callback, StepInfo};
 use crate::denoiser::Denoiser;
 use crate::error::Result;
 use crate::noise::NoiseSource;
-use crate::schedule::NoiseConvention;
 use candle_core::Tensor;
 
 /// Euler's options.
@@ -18,9 +17,6 @@ pub struct EulerOptions {
     pub s_tmax: f64,
     /// Scale of the churn noise.
     pub s_noise: f64,
-    /// k-diffusion draws a (then unused) noise tensor every step even without churn;
-    /// diffusers draws only when churn is active.
-    pub convention: NoiseConvention,
 }
 
 impl Default for EulerOptions {
@@ -30,14 +26,16 @@ impl Default for EulerOptions {
             s_tmin: 0.0,
             s_tmax: f64::INFINITY,
             s_noise: 1.0,
-            convention: NoiseConvention::Diffusers,
         }
     }
 }
 
 /// Euler sampling from `x` at `sigmas[0]` down to the last sigma. With churn, the model is
 /// evaluated at `sigma_hat = sigma * (1 + gamma)` after adding noise (k-diffusion's form;
-/// diffusers' churn mixes sigma and sigma_hat and is not reproduced).
+/// diffusers' churn mixes sigma and sigma_hat and is not reproduced). Noise is drawn only on
+/// steps where churn is active (diffusers, current k-diffusion, ComfyUI; k-diffusion 0.1.1
+/// drew an unused tensor every step from the global torch generator, which leaves the
+/// per-image streams untouched).
 pub fn sample_euler(
     denoiser: &dyn Denoiser,
     mut x: Tensor,
@@ -56,13 +54,10 @@ pub fn sample_euler(
             0.0
         };
         let sigma_hat = sigma * (gamma + 1.0);
-        let draw = gamma > 0.0 || opts.convention == NoiseConvention::KDiffusion;
-        if draw {
+        if gamma > 0.0 {
             let eps = noise.noise_like(&x)?;
-            if gamma > 0.0 {
-                let amount = (sigma_hat * sigma_hat - sigma * sigma).sqrt() * opts.s_noise;
-                x = (&x + eps.affine(amount, 0.0)?)?;
-            }
+            let amount = (sigma_hat * sigma_hat - sigma * sigma).sqrt() * opts.s_noise;
+            x = (&x + eps.affine(amount, 0.0)?)?;
         }
         let denoised = denoiser.denoise(&x, sigma_hat)?;
         callback(&StepInfo {

@@ -162,7 +162,6 @@ impl Sampler {
                     s_tmin: options.s_tmin,
                     s_tmax: options.s_tmax,
                     s_noise: options.s_noise,
-                    convention: schedule.convention,
                 };
                 euler::sample_euler(denoiser, x, sigmas, noise, &opts, callback)
             }

@@ -26,9 +26,8 @@ pub enum NoiseConvention {
     /// after every step, the last included (where it is multiplied by sigma_up = 0); DDIM
     /// with eta > 0 draws every step.
     Diffusers,
-    /// k-diffusion 0.1.1 (and A1111's k-diffusion): `sample_euler` draws a noise tensor every
-    /// step even when churn is off (it is then unused); `sample_euler_ancestral` draws only
-    /// when the next sigma is above 0 (not after the last step).
+    /// k-diffusion (A1111, ComfyUI): `sample_euler_ancestral` draws only when the next sigma
+    /// is above 0 (not after the last step).
     KDiffusion,
 }
 
