@@ -72,6 +72,20 @@ impl<M: ModelFn> DiscreteDenoiser<M> {
         }
     }
 
+    /// Wraps `model` for sampling `schedule`: its training table and its sigma -> t rule.
+    pub fn for_schedule(
+        model: M,
+        schedule: &crate::schedule::SigmaSchedule,
+        prediction: Prediction,
+    ) -> Self {
+        Self::new(
+            model,
+            schedule.table.clone(),
+            prediction,
+            schedule.interpolation,
+        )
+    }
+
     /// The model timestep used for a given sigma.
     pub fn timestep(&self, sigma: f64) -> f64 {
         self.schedule.sigma_to_t(sigma, self.interpolation)

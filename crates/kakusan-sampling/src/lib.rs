@@ -3,10 +3,10 @@
 //! samplers as plain functions.
 //!
 //! A run, in k-diffusion scaling (`x = x0 + sigma * eps`):
-//! 1. build a [`SigmaSchedule`] (`schedule::k_diffusion::normal`, ...,
-//!    `schedule::diffusers::model_schedule`), cut it for img2img if needed;
-//! 2. wrap the network in a [`DiscreteDenoiser`] over `schedule.table` with
-//!    `schedule.interpolation`;
+//! 1. build a [`SigmaSchedule`] ([`build_schedule`] for a [`ScheduleKind`]), cut it for
+//!    img2img if needed ([`SigmaSchedule::for_img2img`]);
+//! 2. wrap the network in a [`DiscreteDenoiser::for_schedule`] (the schedule's table and
+//!    sigma -> t rule);
 //! 3. start from `schedule.initial_latents(noise)` (txt2img) or
 //!    `schedule.img2img_latents(init, noise)`;
 //! 4. `Sampler::sample(...)`, then `schedule.final_latents(x)`.
@@ -28,5 +28,5 @@ pub use error::{Error, Result};
 pub use noise::{NoiseSource, TorchBatchNoise};
 pub use sampler::{Sampler, SamplerOptions, StepInfo};
 pub use schedule::img2img::Img2ImgConvention;
-pub use schedule::{NoiseConvention, ScheduleKind, SigmaSchedule};
+pub use schedule::{build_schedule, NoiseConvention, ScheduleKind, SigmaSchedule};
 pub use scheduler_config::{DiffusersScheduler, SchedulerConfig};

@@ -167,6 +167,20 @@ impl SchedulerConfig {
         )
     }
 
+    /// The training table k-diffusion / A1111 would sample this model with when the
+    /// checkpoint carries no `alphas_cumprod` buffer: LDM's float64 computation for the
+    /// scaled-linear betas every SD 1.x/2.x uses, otherwise (other beta schedules, trained
+    /// betas, zero-SNR) the same table diffusers builds.
+    pub fn k_diffusion_table(&self) -> Result<DiscreteSchedule> {
+        let plain = self.trained_betas.is_none() && self.rescale_betas_zero_snr != Some(true);
+        match self.betas() {
+            BetaSchedule::ScaledLinear { start, end } if plain => {
+                DiscreteSchedule::ldm(start, end, self.num_train_timesteps())
+            }
+            _ => self.discrete_schedule(),
+        }
+    }
+
     /// What the network predicts (default epsilon). `sample` prediction is refused.
     pub fn prediction(&self) -> Result<Prediction> {
         match self.prediction_type.unwrap_or(PredictionType::Epsilon) {

@@ -35,10 +35,13 @@ struct Reference {
 impl Reference {
     fn load(model: &str) -> Self {
         let dir = fixtures();
-        let json =
-            serde_json::from_slice(&std::fs::read(dir.join(format!("{model}-ref.json"))).unwrap())
-                .unwrap();
-        let bytes = std::fs::read(dir.join(format!("{model}-ref.safetensors"))).unwrap();
+        let read = |name: String| {
+            std::fs::read(dir.join(&name)).unwrap_or_else(|e| {
+                panic!("fixture {name} missing ({e}); it is made by tools/parity/make_fixtures.py")
+            })
+        };
+        let json = serde_json::from_slice(&read(format!("{model}-ref.json"))).unwrap();
+        let bytes = read(format!("{model}-ref.safetensors"));
         Self { json, bytes }
     }
 

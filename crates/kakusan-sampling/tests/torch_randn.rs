@@ -26,9 +26,13 @@ struct Reference {
 
 fn load() -> Reference {
     let dir = fixtures();
-    let json: Value =
-        serde_json::from_slice(&std::fs::read(dir.join("randn.json")).unwrap()).unwrap();
-    let bytes = std::fs::read(dir.join("randn.safetensors")).unwrap();
+    let read = |name: &str| {
+        std::fs::read(dir.join(name)).unwrap_or_else(|e| {
+            panic!("fixture {name} missing ({e}); it is made by tools/parity/make_randn.py")
+        })
+    };
+    let json: Value = serde_json::from_slice(&read("randn.json")).unwrap();
+    let bytes = read("randn.safetensors");
     Reference { json, bytes }
 }
 

@@ -13,6 +13,8 @@ pub mod k_diffusion;
 
 use crate::discrete_schedule::{DiscreteSchedule, Interpolation};
 use crate::error::{Error, Result};
+use crate::sampler::Sampler;
+use crate::scheduler_config::SchedulerConfig;
 use candle_core::Tensor;
 use std::fmt;
 use std::str::FromStr;
@@ -45,7 +47,7 @@ pub struct SigmaSchedule {
     pub timesteps: Vec<f64>,
     /// How the denoiser must map sigma to the model timestep.
     pub interpolation: Interpolation,
-    /// txt2img starts from `noise * init_noise_scale` in k-diffusion scaling: sigmas[0] for
+    /// txt2img starts from `noise * init_noise_scale` in k-diffusion scaling: `sigmas[0]` for
     /// k-diffusion schedules; diffusers' `init_noise_sigma` for Euler-family `model`
     /// schedules (sqrt(sigma_max^2 + 1) with leading spacing!); sqrt(1 + sigma_max^2) for
     /// DDIM (it starts from unit-variance noise in the unscaled space).
@@ -180,9 +182,72 @@ impl FromStr for ScheduleKind {
     }
 }
 
+/// Builds the schedule of `kind` for a run of `sampler` with `steps` steps.
+///
+/// `config` is the model's scheduler config (betas, spacing, ...). The k-diffusion kinds
+/// sample over `table` when given (e.g. a checkpoint's `alphas_cumprod`), else over
+/// [`SchedulerConfig::k_diffusion_table`]; `model` always uses the table diffusers builds
+/// from `config`, with the defaults of the sampler's diffusers class.
+pub fn build_schedule(
+    kind: ScheduleKind,
+    sampler: Sampler,
+    steps: usize,
+    config: &SchedulerConfig,
+    table: Option<&DiscreteSchedule>,
+) -> Result<SigmaSchedule> {
+    let k_table = || match table {
+        Some(t) => Ok(t.clone()),
+        None => config.k_diffusion_table(),
+    };
+    let schedule = match kind {
+        ScheduleKind::Normal => k_diffusion::normal(&k_table()?, steps)?,
+        ScheduleKind::Karras => k_diffusion::karras(&k_table()?, steps, k_diffusion::KARRAS_RHO)?,
+        ScheduleKind::Exponential => k_diffusion::exponential(&k_table()?, steps)?,
+        ScheduleKind::Model => {
+            diffusers::model_schedule(config, sampler.diffusers_scheduler(), steps)?
+        }
+    };
+    schedule.validate()?;
+    Ok(schedule)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn build_dispatches_on_kind() {
+        let config = SchedulerConfig::from_json(
+            r#"{"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear",
+                "steps_offset": 1, "timestep_spacing": "leading"}"#,
+        )
+        .unwrap();
+        let normal =
+            build_schedule(ScheduleKind::Normal, Sampler::Euler, 20, &config, None).unwrap();
+        assert_eq!(normal.timesteps[0], 999.0);
+        assert_eq!(normal.convention, NoiseConvention::KDiffusion);
+        assert_eq!(
+            normal.table,
+            DiscreteSchedule::ldm(0.00085, 0.012, 1000).unwrap()
+        );
+        let model = build_schedule(ScheduleKind::Model, Sampler::Ddim, 20, &config, None).unwrap();
+        assert_eq!(model.timesteps[0], 951.0);
+        assert_eq!(model.convention, NoiseConvention::Diffusers);
+        assert_ne!(
+            model.table, normal.table,
+            "diffusers' float32 table differs from LDM's"
+        );
+        let karras = build_schedule(
+            ScheduleKind::Karras,
+            Sampler::EulerAncestral,
+            10,
+            &config,
+            Some(&model.table),
+        )
+        .unwrap();
+        assert_eq!(karras.table, model.table);
+        assert_eq!(karras.sigmas.len(), 11);
+    }
 
     #[test]
     fn schedule_names_round_trip() {
