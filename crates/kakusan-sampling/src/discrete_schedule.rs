@@ -350,6 +350,64 @@ mod tests {
     }
 
     #[test]
+    fn other_beta_schedules_match_diffusers() {
+        // sigma at t = 0, 1, 500, 998, 999 from diffusers 0.42.1's EulerDiscreteScheduler
+        // (alphas_cumprod as the scheduler holds it, sigma in float64 from those).
+        let cases: [(BetaSchedule, bool, [f64; 5]); 3] = [
+            (
+                BetaSchedule::Linear {
+                    start: 0.0001,
+                    end: 0.02,
+                },
+                false,
+                [
+                    0.010001329705119133,
+                    0.014832044020295143,
+                    3.442967414855957,
+                    155.82518005371094,
+                    157.4072723388672,
+                ],
+            ),
+            (
+                BetaSchedule::SquaredCosCapV2,
+                false,
+                [
+                    0.006427108775824308,
+                    0.009351345710456371,
+                    1.0155508518218994,
+                    641.6624145507812,
+                    20291.302734375,
+                ],
+            ),
+            (
+                BetaSchedule::ScaledLinear {
+                    start: 0.00085,
+                    end: 0.012,
+                },
+                true,
+                [
+                    0.029167532920837402,
+                    0.04206695780158043,
+                    1.774558186531067,
+                    2254.19482421875,
+                    4095.999755859375,
+                ],
+            ),
+        ];
+        for (betas, zero_snr, expected) in cases {
+            let s = DiscreteSchedule::diffusers(&betas, 1000, zero_snr).unwrap();
+            for (t, want) in [0usize, 1, 500, 998, 999].into_iter().zip(expected) {
+                let got = s.sigmas()[t];
+                // Ours is the float32 sigma of the same float32 alphas_cumprod: 1e-6.
+                assert!(
+                    (got / want - 1.0).abs() < 1e-6,
+                    "{betas:?} t={t}: {got} vs {want}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn bad_tables_are_rejected() {
         assert!(DiscreteSchedule::from_alphas_cumprod(&[0.9]).is_err());
         assert!(DiscreteSchedule::from_alphas_cumprod(&[0.9, 0.95]).is_err());
