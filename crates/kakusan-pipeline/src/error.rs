@@ -29,7 +29,7 @@ pub enum PipelineError {
     #[error(transparent)]
     Tokenizer(#[from] kakusan_models::clip::TokenizerError),
     #[error(transparent)]
-    Sampling(#[from] kakusan_sampling::SamplingError),
+    Sampling(#[from] kakusan_sampling::Error),
     #[error("model configuration: {0}")]
     Config(String),
     #[error("tensor computation failed: {0}")]

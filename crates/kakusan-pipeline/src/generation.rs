@@ -3,7 +3,10 @@
 
 use candle_core::{DType, Tensor};
 use image::RgbImage;
-use kakusan_sampling::{DiscreteDenoiser, Sampler, ScheduleKind, SigmaSchedule, TorchBatchNoise};
+use kakusan_sampling::{
+    build_schedule, DiscreteDenoiser, Img2ImgConvention, Sampler, SamplerOptions, ScheduleKind,
+    TorchBatchNoise,
+};
 
 use crate::error::{PipelineError, Result};
 use crate::guidance::GuidedUNet;
@@ -61,16 +64,8 @@ impl StableDiffusion {
         let context = Tensor::cat(&[uncond.repeat((b, 1, 1))?, cond.repeat((b, 1, 1))?], 0)?
             .to_dtype(self.dtype)?;
 
-        let schedule = match job.schedule {
-            ScheduleKind::Normal => SigmaSchedule::normal(&self.discrete, job.steps),
-            ScheduleKind::Model => SigmaSchedule::model(
-                &self.discrete,
-                &self.scheduler,
-                job.steps,
-                sampler.integer_timesteps(),
-            )?,
-        };
-        let mut noise = TorchBatchNoise::new(&seeds, &self.device);
+        let schedule = build_schedule(job.schedule, sampler, job.steps, &self.scheduler, None)?;
+        let mut noise = TorchBatchNoise::from_seeds(&seeds);
         let latent_shape = [
             b,
             self.vae_config.latent_channels,
@@ -78,11 +73,11 @@ impl StableDiffusion {
             job.width / scale,
         ];
         let sf = self.vae_config.scaling_factor;
-        let (x, sigmas) = match &job.init_image {
-            None => (
-                (noise.randn(&latent_shape)? * schedule.init_noise_scale)?,
-                schedule.sigmas.clone(),
-            ),
+        let (x, schedule) = match &job.init_image {
+            None => {
+                let n = noise.randn(&latent_shape)?.to_device(&self.device)?;
+                (schedule.initial_latents(&n)?, schedule)
+            }
             Some(path) => {
                 let img = kakusan_core::image_io::load_rgb(path).map_err(|source| {
                     PipelineError::InitImage {
@@ -100,8 +95,7 @@ impl StableDiffusion {
                     .map_err(|e| PipelineError::Config(format!("vae: {e}")))?;
                 // diffusers samples the posterior with each image's generator, then draws the
                 // noise from the same generators.
-                let one = [1, latent_shape[1], latent_shape[2], latent_shape[3]];
-                let post_noise = noise.randn(&[b, one[1], one[2], one[3]])?;
+                let post_noise = noise.randn(&latent_shape)?.to_device(&self.device)?;
                 let mut x0s = Vec::with_capacity(b);
                 for i in 0..b {
                     let n = post_noise.narrow(0, i, 1)?.to_dtype(self.dtype)?;
@@ -111,10 +105,15 @@ impl StableDiffusion {
                     x0s.push((z.to_dtype(DType::F32)? * sf)?);
                 }
                 let x0 = Tensor::cat(&x0s, 0)?;
-                let sigmas = schedule.for_strength(job.strength);
-                let start = sigmas.first().copied().unwrap_or(0.0);
-                let n = noise.randn(&latent_shape)?;
-                ((x0 + (n * start)?)?, sigmas)
+                // The `model` schedule reproduces diffusers' strength arithmetic; the
+                // k-diffusion schedules A1111's.
+                let convention = match job.schedule {
+                    ScheduleKind::Model => Img2ImgConvention::Diffusers,
+                    _ => Img2ImgConvention::A1111,
+                };
+                let cut = schedule.for_img2img(job.strength, convention)?;
+                let n = noise.randn(&latent_shape)?.to_device(&self.device)?;
+                (cut.img2img_latents(&x0, &n)?, cut)
             }
         };
         let guided = GuidedUNet {
@@ -123,29 +122,28 @@ impl StableDiffusion {
             cfg_scale: job.cfg_scale,
             dtype: self.dtype,
         };
-        let model_fn = |x_in: &Tensor, t: f64| guided.predict(x_in, t);
-        let denoiser = DiscreteDenoiser {
-            model: &model_fn,
-            schedule: &self.discrete,
-            prediction: self.prediction,
-            interpolation: schedule.interpolation,
+        let model_fn = |x_in: &Tensor, t: f64| {
+            guided
+                .predict(x_in, t)
+                .map_err(|e| kakusan_sampling::Error::Model(Box::new(e)))
         };
-        let total = sigmas.len().saturating_sub(1);
-        let x = sampler.sample(&denoiser, x, &sigmas, &mut noise, &mut |info| {
-            progress(&Progress {
-                step: info.step,
-                total,
-                sigma: info.sigma,
-            })
-        })?;
-        // Latents as diffusers returns them: at a nonzero final sigma (DDIM ending at
-        // alphas_cumprod[0]) the unscaled latents are x / sqrt(1 + sigma^2).
-        let last = sigmas.last().copied().unwrap_or(0.0);
-        let latents = if last > 0.0 && schedule.kind == ScheduleKind::Model {
-            (x / (1.0 + last * last).sqrt())?
-        } else {
-            x
-        };
+        let denoiser = DiscreteDenoiser::for_schedule(model_fn, &schedule, self.prediction);
+        let total = schedule.steps();
+        let x = sampler.sample(
+            &denoiser,
+            x,
+            &schedule,
+            &mut noise,
+            &SamplerOptions::default(),
+            &mut |info| {
+                progress(&Progress {
+                    step: info.step,
+                    total,
+                    sigma: info.sigma,
+                })
+            },
+        )?;
+        let latents = schedule.final_latents(&x)?;
         let mut images = Vec::with_capacity(b);
         for i in 0..b {
             let z = (latents.narrow(0, i, 1)? / sf)?.to_dtype(self.dtype)?;

@@ -11,7 +11,7 @@ use kakusan_models::vae::{AutoencoderKL, VaeConfig};
 use kakusan_models::weights::{
     Component, ModelSource, OpenOptions, Prediction as WeightsPrediction,
 };
-use kakusan_sampling::{DiscreteSchedule, Prediction, SchedulerConfig};
+use kakusan_sampling::{Prediction, SchedulerConfig};
 
 use crate::error::{PipelineError, Result};
 use crate::memory_estimate::ModelFootprint;
@@ -58,7 +58,6 @@ pub struct StableDiffusion {
     pub(crate) vae: AutoencoderKL,
     pub(crate) vae_config: VaeConfig,
     pub(crate) scheduler: SchedulerConfig,
-    pub(crate) discrete: DiscreteSchedule,
     pub(crate) prediction: Prediction,
     /// Clip skip that the checkpoint itself implies (2 for SD2 single files, whose text
     /// encoder holds all 24 layers); added to the user's clip skip minus one.
@@ -120,7 +119,6 @@ impl StableDiffusion {
             WeightsPrediction::Epsilon => Prediction::Epsilon,
             WeightsPrediction::VPrediction => Prediction::VPrediction,
         };
-        let discrete = DiscreteSchedule::from_config(&scheduler)?;
         let weight_bytes: u64 = [Component::Unet, Component::Vae, Component::TextEncoder]
             .iter()
             .flat_map(|&c| {
@@ -163,7 +161,6 @@ impl StableDiffusion {
             vae,
             vae_config,
             scheduler,
-            discrete,
             prediction,
             base_clip_skip: 1,
             device,

@@ -1,22 +1,32 @@
-//! kakusan-sampling owns sampling in k-diffusion's style: the `Denoiser` trait, the model's
-//! discrete noise schedule, sigma schedules, noise sources and samplers as plain functions.
+//! kakusan-sampling owns sampling in k-diffusion's style: the [`Denoiser`] trait, the model's
+//! discrete noise schedule, sigma schedules (k-diffusion's and diffusers'), noise sources and
+//! samplers as plain functions.
 //!
-//! Conventions: latents `x` are in k-diffusion scaling, `x = x0 + sigma * eps`; the network
-//! sees `x / sqrt(sigma^2 + 1)` and the model timestep `t` that maps to `sigma`.
+//! A run, in k-diffusion scaling (`x = x0 + sigma * eps`):
+//! 1. build a [`SigmaSchedule`] ([`build_schedule`] for a [`ScheduleKind`]), cut it for
+//!    img2img if needed ([`SigmaSchedule::for_img2img`]);
+//! 2. wrap the network in a [`DiscreteDenoiser::for_schedule`] (the schedule's table and
+//!    sigma -> t rule);
+//! 3. start from `schedule.initial_latents(noise)` (txt2img) or
+//!    `schedule.img2img_latents(init, noise)`;
+//! 4. `Sampler::sample(...)`, then `schedule.final_latents(x)`.
 
 pub mod denoiser;
+pub mod discrete_denoiser;
 pub mod discrete_schedule;
 pub mod error;
 pub mod noise;
+pub mod reference_numerics;
 pub mod sampler;
-pub mod samplers;
+pub mod schedule;
 pub mod scheduler_config;
-pub mod sigma_schedule;
 
-pub use denoiser::{Denoiser, DiscreteDenoiser, ModelFn, Prediction};
-pub use discrete_schedule::{DiscreteSchedule, Interpolation};
-pub use error::SamplingError;
+pub use denoiser::Denoiser;
+pub use discrete_denoiser::{DiscreteDenoiser, ModelFn, Prediction};
+pub use discrete_schedule::{BetaSchedule, DiscreteSchedule, Interpolation};
+pub use error::{Error, Result};
 pub use noise::{NoiseSource, TorchBatchNoise};
-pub use sampler::{Sampler, StepInfo};
-pub use scheduler_config::SchedulerConfig;
-pub use sigma_schedule::{ScheduleKind, SigmaSchedule};
+pub use sampler::{Sampler, SamplerOptions, StepInfo};
+pub use schedule::img2img::Img2ImgConvention;
+pub use schedule::{build_schedule, NoiseConvention, ScheduleKind, SigmaSchedule};
+pub use scheduler_config::{DiffusersScheduler, SchedulerConfig};
