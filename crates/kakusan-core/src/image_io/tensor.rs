@@ -7,7 +7,7 @@
 //!   `(images * 255).round().astype("uint8")`. numpy's `round` rounds halves to even
 //!   (127.5 → 128, 64.5 → 64), which is what [`unit_to_pixel`] does. (A1111 itself truncates
 //!   instead: `(255. * x).astype(np.uint8)`; we follow diffusers, the numerical reference.)
-//!   A NaN becomes 0, as numpy's cast of NaN to uint8 gives on x86/ARM.
+//!   A NaN becomes 0, as numpy's cast of NaN to uint8 gave in the reference run (x86-64).
 
 use candle_core::{DType, Device, Tensor};
 use image::RgbImage;
