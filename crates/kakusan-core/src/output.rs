@@ -1,150 +1,107 @@
-//! Output files that never overwrite: A1111-style numbered names (`00012-1234.png`), the
-//! name reserved with create-new, the bytes written to a temporary file and renamed into
-//! place, so a failure never leaves a half-written file under a final name.
+//! Output files that never overwrite anything: A1111-style numbered names
+//! (`00012-1234.png`), writes that land under their final name only once complete, and an
+//! output folder that is checked for writability before any work is spent.
+//!
+//! - [`next_output_path`] reserves the next free number in a folder (the file is created empty
+//!   with `create_new`, so two processes never get the same name);
+//! - [`write_atomically`] / [`write_atomically_with`] write a temporary file beside the target
+//!   and rename it over the target, so a failure leaves no half-written file under the final
+//!   name;
+//! - [`write_new_output`] does both: reserve, write, and give the reservation back on failure;
+//! - [`ensure_writable_dir`] creates the folder if needed and proves it can be written.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+mod atomic;
+mod numbering;
+mod writable_dir;
 
-use image::RgbImage;
+use std::io;
+use std::path::PathBuf;
 
+pub use atomic::{write_atomically, write_atomically_with};
+pub use numbering::{next_output_path, sequence_number, write_new_output};
+pub use writable_dir::ensure_writable_dir;
+
+/// Why an output file or folder could not be written.
 #[derive(Debug, thiserror::Error)]
 pub enum OutputError {
-    #[error("cannot write to output folder {dir}: {reason}; choose another --output-dir")]
-    Unwritable { dir: PathBuf, reason: String },
-    #[error("writing {path}: {reason}")]
-    Write { path: PathBuf, reason: String },
-    #[error(transparent)]
-    Png(#[from] crate::png_meta::PngMetaError),
-}
-
-/// Creates `dir` if needed and proves it can be written.
-pub fn ensure_writable_dir(dir: &Path) -> Result<(), OutputError> {
-    let fail = |e: std::io::Error| OutputError::Unwritable {
-        dir: dir.into(),
-        reason: e.to_string(),
-    };
-    std::fs::create_dir_all(dir).map_err(fail)?;
-    let probe = dir.join(format!(".kakusan-probe-{}", std::process::id()));
-    std::fs::File::create(&probe).map_err(fail)?;
-    std::fs::remove_file(&probe).map_err(fail)
-}
-
-/// Writes `bytes` to `path` through a temporary file in the same folder and a rename.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), OutputError> {
-    let fail = |e: std::io::Error| OutputError::Write {
-        path: path.into(),
-        reason: e.to_string(),
-    };
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(fail)
-}
-
-/// 1 + the largest 5-digit number that starts a file name in `dir`.
-fn next_number(dir: &Path) -> u64 {
-    std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let digits: String = name.chars().take_while(|c| c.is_ascii_digit()).collect();
-            digits.parse::<u64>().ok()
-        })
-        .max()
-        .map_or(0, |n| n + 1)
-}
-
-/// Saves `img` as `dir/NNNNN-SEED.png` with `parameters` text; never overwrites.
-pub fn save_png_numbered(
-    dir: &Path,
-    seed: u64,
-    img: &RgbImage,
-    parameters: &str,
-) -> Result<PathBuf, OutputError> {
-    let bytes = crate::png_meta::encode_png_with_parameters(img, parameters)?;
-    let mut n = next_number(dir);
-    loop {
-        let path = dir.join(format!("{n:05}-{seed}.png"));
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-        {
-            Ok(_) => {
-                return match write_atomically(&path, &bytes) {
-                    Ok(()) => Ok(path),
-                    Err(e) => {
-                        let _ = std::fs::remove_file(&path);
-                        Err(e)
-                    }
-                };
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => n += 1,
-            Err(e) => {
-                return Err(OutputError::Write {
-                    path,
-                    reason: e.to_string(),
-                })
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn numbering_continues_and_never_overwrites() {
-        let dir = tempfile::tempdir().unwrap();
-        let img = RgbImage::new(2, 2);
-        let a = save_png_numbered(dir.path(), 5, &img, "x").unwrap();
-        assert!(a.ends_with("00000-5.png"));
-        std::fs::write(dir.path().join("00007-1.png"), "keep").unwrap();
-        let b = save_png_numbered(dir.path(), 5, &img, "x").unwrap();
-        assert!(b.ends_with("00008-5.png"));
-        assert_eq!(
-            std::fs::read_to_string(dir.path().join("00007-1.png")).unwrap(),
-            "keep"
-        );
-    }
-
-    #[test]
-    fn unwritable_dir_is_a_clear_error() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("file.txt");
-        std::fs::write(&file, "x").unwrap();
-        let err = ensure_writable_dir(&file.join("sub"))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("cannot write to output folder") && err.contains("--output-dir"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn failed_atomic_write_leaves_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let target = dir.path().join("missing/sub/x.bin");
-        assert!(write_atomically(&target, b"abc").is_err());
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
-    }
+    /// The output folder does not exist and could not be created.
+    #[error(
+        "cannot create the output folder {}: {source}; choose a folder you can write to, \
+         or create it yourself and check its permissions",
+        path.display()
+    )]
+    CreateDir {
+        /// The folder.
+        path: PathBuf,
+        /// What the OS said.
+        #[source]
+        source: io::Error,
+    },
+    /// The output path exists but is a file, not a folder.
+    #[error(
+        "the output path {} exists but is not a folder; choose a folder (it is created if missing)",
+        path.display()
+    )]
+    NotADirectory {
+        /// The path.
+        path: PathBuf,
+    },
+    /// The output folder exists but a file could not be created in it.
+    #[error(
+        "cannot write in the output folder {}: {source}; fix its permissions (or free disk \
+         space) or choose another folder",
+        path.display()
+    )]
+    NotWritable {
+        /// The folder.
+        path: PathBuf,
+        /// What the OS said.
+        #[source]
+        source: io::Error,
+    },
+    /// The output folder could not be listed to find the next number.
+    #[error("cannot list the output folder {} to number the new file: {source}", path.display())]
+    ListDir {
+        /// The folder.
+        path: PathBuf,
+        /// What the OS said.
+        #[source]
+        source: io::Error,
+    },
+    /// The numbered name could not be reserved.
+    #[error("cannot create {}: {source}", path.display())]
+    Reserve {
+        /// The file that was to be created.
+        path: PathBuf,
+        /// What the OS said.
+        #[source]
+        source: io::Error,
+    },
+    /// Every number tried was taken meanwhile (another program writing into the same folder).
+    #[error(
+        "could not reserve a free file number in {} after {tries} tries; another program keeps \
+         taking them; try again or use another folder",
+        dir.display()
+    )]
+    NoFreeNumber {
+        /// The folder.
+        dir: PathBuf,
+        /// How many names were tried.
+        tries: usize,
+    },
+    /// The file extension is not usable in a file name.
+    #[error("invalid file extension {0:?}: expected something like \"png\"")]
+    BadExtension(String),
+    /// Writing the file failed; the file under its name (if any) was left untouched.
+    #[error(
+        "could not write {}: {source}; the file under that name was left as it was",
+        path.display()
+    )]
+    Write {
+        /// The file that was to be written.
+        path: PathBuf,
+        /// What went wrong.
+        #[source]
+        source: io::Error,
+    },
 }

@@ -22,8 +22,10 @@ pub enum PipelineError {
     InitImage {
         path: PathBuf,
         #[source]
-        source: kakusan_core::image_io::ImageError,
+        source: Box<kakusan_core::image_io::LoadImageError>,
     },
+    #[error(transparent)]
+    ImageTensor(#[from] kakusan_core::image_io::ImageTensorError),
     #[error(transparent)]
     Weights(#[from] kakusan_models::weights::WeightsError),
     #[error(transparent)]

@@ -79,15 +79,16 @@ impl StableDiffusion {
                 (schedule.initial_latents(&n)?, schedule)
             }
             Some(path) => {
-                let img = kakusan_core::image_io::load_rgb(path).map_err(|source| {
+                let img = kakusan_core::image_io::load_image(path).map_err(|source| {
                     PipelineError::InitImage {
                         path: path.clone(),
-                        source,
+                        source: Box::new(source),
                     }
                 })?;
                 let img =
                     kakusan_core::image_io::resize_just(&img, job.width as u32, job.height as u32);
-                let pixels = kakusan_core::image_io::image_to_tensor(&img, &self.device)?
+                let pixels = kakusan_core::image_io::image_to_tensor(&img)?
+                    .to_device(&self.device)?
                     .to_dtype(self.dtype)?;
                 let posterior = self
                     .vae

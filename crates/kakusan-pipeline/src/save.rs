@@ -4,7 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use kakusan_core::png_meta::GenerationParameters;
+use kakusan_core::output::{write_atomically, write_new_output};
+use kakusan_core::png_meta::{encode_png_with_parameters, GenerationParameters};
 
 use crate::error::{PipelineError, Result};
 use crate::generation::Generation;
@@ -16,12 +17,12 @@ pub fn parameters_for(model: &StableDiffusion, job: &Job, i: usize) -> Generatio
     let mut p = GenerationParameters {
         prompt: job.prompt.clone(),
         negative_prompt: job.negative_prompt.clone(),
-        steps: job.steps,
+        steps: clamp_u32(job.steps),
         sampler: job.sampler.clone(),
         cfg_scale: job.cfg_scale,
         seed: job.image_seed(i),
-        width: job.width,
-        height: job.height,
+        width: clamp_u32(job.width),
+        height: clamp_u32(job.height),
         model_hash: Some(model.hash().to_string()),
         model_name: Some(model.name().to_string()),
         ..GenerationParameters::default()
@@ -31,7 +32,7 @@ pub fn parameters_for(model: &StableDiffusion, job: &Job, i: usize) -> Generatio
         p.denoising_strength = Some(job.strength);
     }
     if job.clip_skip != 1 {
-        p.clip_skip = Some(job.clip_skip);
+        p.clip_skip = Some(clamp_u32(job.clip_skip));
     }
     p
 }
@@ -46,11 +47,13 @@ pub fn save_images(
     let mut paths = Vec::with_capacity(generation.images.len());
     for (i, image) in generation.images.iter().enumerate() {
         let text = parameters_for(model, job, i).to_a1111_string();
-        let path = kakusan_core::output::save_png_numbered(dir, job.image_seed(i), image, &text)
-            .map_err(|e| PipelineError::Output {
-                path: dir.to_path_buf(),
-                reason: e.to_string(),
-            })?;
+        let fail = |reason: String| PipelineError::Output {
+            path: dir.to_path_buf(),
+            reason,
+        };
+        let bytes = encode_png_with_parameters(image, &text).map_err(|e| fail(e.to_string()))?;
+        let path = write_new_output(dir, job.image_seed(i), "png", &bytes)
+            .map_err(|e| fail(e.to_string()))?;
         paths.push(path);
     }
     Ok(paths)
@@ -60,25 +63,24 @@ pub fn save_images(
 /// under the key `latents`, atomically.
 pub fn save_latents(generation: &Generation, path: &Path) -> Result<()> {
     let latents = generation.latents.to_dtype(candle_core::DType::F32)?;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let fail = |reason: String| PipelineError::Output {
         path: path.to_path_buf(),
         reason,
     };
-    let result = latents
-        .save_safetensors("latents", &tmp)
-        .map_err(|e| fail(e.to_string()))
-        .and_then(|()| std::fs::rename(&tmp, path).map_err(|e| fail(e.to_string())));
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    let values: Vec<f32> = latents.flatten_all()?.to_vec1()?;
+    let raw: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let view = safetensors::tensor::TensorView::new(
+        safetensors::Dtype::F32,
+        latents.dims().to_vec(),
+        &raw,
+    )
+    .map_err(|e| fail(e.to_string()))?;
+    let bytes = safetensors::tensor::serialize([("latents", view)], None)
+        .map_err(|e| fail(e.to_string()))?;
+    write_atomically(path, &bytes).map_err(|e| fail(e.to_string()))
+}
+
+/// Job sizes are checked far below `u32::MAX` (see `Job::validate`); saturate anyway.
+fn clamp_u32(v: usize) -> u32 {
+    u32::try_from(v).unwrap_or(u32::MAX)
 }
