@@ -88,6 +88,7 @@ pub fn load_model(args: &ModelArgs) -> anyhow::Result<StableDiffusion> {
         device: args.device.parse()?,
         dtype: args.dtype.parse()?,
         prediction: args.prediction.as_deref().map(str::parse).transpose()?,
+        ..Default::default()
     };
     let spinner = ProgressBar::new_spinner().with_message(format!("loading {}", path.display()));
     spinner.enable_steady_tick(std::time::Duration::from_millis(120));

@@ -23,6 +23,9 @@ pub struct LoadOptions {
     pub dtype: DTypeChoice,
     /// Overrides the prediction type read from the config or detected from the weights.
     pub prediction: Option<Prediction>,
+    /// For a single file whose sizes cannot all be read from the weights (head counts,
+    /// norm groups of a non-standard model): a diffusers folder whose configs to use.
+    pub config_from: Option<PathBuf>,
 }
 
 impl Default for LoadOptions {
@@ -31,6 +34,7 @@ impl Default for LoadOptions {
             device: DeviceChoice::Cpu,
             dtype: DTypeChoice::F32,
             prediction: None,
+            config_from: None,
         }
     }
 }
@@ -82,6 +86,7 @@ impl StableDiffusion {
                 Prediction::VPrediction => WeightsPrediction::VPrediction,
             }),
             tokenizer_fallback: Some(bundled_tokenizer_dir()),
+            config_from: opts.config_from.clone(),
             ..OpenOptions::default()
         };
         let source = ModelSource::open_with(path, &open)?;
@@ -179,6 +184,18 @@ impl StableDiffusion {
             Some(SampleSize::HeightWidth(hw)) if hw.len() == 2 => (hw[1] * scale, hw[0] * scale),
             _ => (512, 512),
         }
+    }
+
+    /// The diffusers scheduler config the `model` schedule follows (and whose betas the
+    /// k-diffusion schedules use).
+    pub fn scheduler_config(&self) -> &SchedulerConfig {
+        &self.scheduler
+    }
+
+    /// Replaces the scheduler config (e.g. another `timestep_spacing`, as a diffusers user
+    /// would do with `Scheduler.from_config(..., timestep_spacing=...)`).
+    pub fn set_scheduler_config(&mut self, config: SchedulerConfig) {
+        self.scheduler = config;
     }
 
     pub fn name(&self) -> &str {
