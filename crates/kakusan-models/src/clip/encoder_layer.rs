@@ -6,7 +6,7 @@ use candle_nn::{linear, Linear, VarBuilder};
 
 use super::attention::ClipAttention;
 use super::config::{ClipActivation, ClipTextConfig};
-use super::layer_norm::LayerNorm;
+use crate::nn::LayerNorm;
 
 /// `self_attn`, `layer_norm1`, `mlp.fc1`, `mlp.fc2`, `layer_norm2`.
 #[derive(Debug, Clone)]

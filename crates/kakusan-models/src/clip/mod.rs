@@ -30,7 +30,6 @@ mod config;
 mod embeddings;
 mod encoder_layer;
 mod error;
-mod layer_norm;
 mod pre_tokenizer;
 mod text_model;
 mod text_normalizer;

@@ -15,7 +15,7 @@ use super::config::ClipTextConfig;
 use super::embeddings::ClipTextEmbeddings;
 use super::encoder_layer::ClipEncoderLayer;
 use super::error::TextModelError;
-use super::layer_norm::LayerNorm;
+use crate::nn::LayerNorm;
 
 /// A CLIP text encoder.
 #[derive(Debug, Clone)]

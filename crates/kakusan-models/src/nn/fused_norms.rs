@@ -1,16 +1,72 @@
-//! Single-pass CPU kernels for the f32 group and layer norms of inference. They compute
-//! exactly what the tensor-op paths in `group_norm.rs` / `layer_norm.rs` compute (f64
-//! statistics, then `x * scale + shift` in f32), in one allocation instead of six. They
-//! are used only for contiguous f32 CPU tensors that do not need gradients; everything
-//! else (GPU, half precision, training) takes the tensor-op path.
+//! Single-pass CPU kernels for the f32 group and layer norms. The forward computes exactly
+//! what the tensor-op paths in `group_norm.rs` / `layer_norm.rs` compute (f64 statistics,
+//! then `x * scale + shift` in f32), in one allocation instead of six; the backward is the
+//! analytic gradient in one pass per group (f64 accumulators), so training does not go
+//! through candle's op-by-op autograd of the f64 formula. They are used for contiguous f32
+//! CPU tensors; everything else (GPU, half precision) takes the tensor-op path.
 
 use candle_core::{bail, CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
 
+/// The contiguous f32 values of a CPU tensor (a copy).
+fn values(t: &Tensor) -> Result<Vec<f32>> {
+    t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()
+}
+
+/// Gradients of `y = (x - mean) * rstd * w + b` over one normalised group of `x` whose
+/// channels (each `positions` values long, weight `w[ch]`) start at channel `first_ch`.
+/// Adds into `dw` / `db` and writes `dx`.
+#[allow(clippy::too_many_arguments)]
+fn group_backward(
+    x: &[f32],
+    dy: &[f32],
+    weight: &[f32],
+    first_ch: usize,
+    positions: usize,
+    eps: f64,
+    dx: &mut [f32],
+    dw: &mut [f64],
+    db: &mut [f64],
+) {
+    let (mean, rstd) = moments(x, eps);
+    let n = x.len().max(1) as f64;
+    let (mut sum_g, mut sum_g_xhat) = (0f64, 0f64);
+    for (i, (&xv, &g)) in x.iter().zip(dy).enumerate() {
+        let ch = first_ch + i / positions;
+        let xhat = (xv as f64 - mean) * rstd;
+        let gv = g as f64;
+        db[ch] += gv;
+        dw[ch] += gv * xhat;
+        let gw = gv * weight[ch] as f64;
+        sum_g += gw;
+        sum_g_xhat += gw * xhat;
+    }
+    let (mean_g, mean_g_xhat) = (sum_g / n, sum_g_xhat / n);
+    for (i, ((&xv, &g), d)) in x.iter().zip(dy).zip(dx.iter_mut()).enumerate() {
+        let ch = first_ch + i / positions;
+        let xhat = (xv as f64 - mean) * rstd;
+        let gw = g as f64 * weight[ch] as f64;
+        *d = (rstd * (gw - mean_g - xhat * mean_g_xhat)) as f32;
+    }
+}
+
+type Grads3 = (Option<Tensor>, Option<Tensor>, Option<Tensor>);
+
+/// Packs the computed gradients as tensors shaped like the inputs.
+fn grads(x: &Tensor, weight: &Tensor, dx: Vec<f32>, dw: Vec<f64>, db: Vec<f64>) -> Result<Grads3> {
+    let dev = x.device();
+    let to32 = |v: Vec<f64>| v.into_iter().map(|g| g as f32).collect::<Vec<f32>>();
+    Ok((
+        Some(Tensor::from_vec(dx, x.shape(), dev)?),
+        Some(Tensor::from_vec(to32(dw), weight.shape(), dev)?),
+        Some(Tensor::from_vec(to32(db), weight.shape(), dev)?),
+    ))
+}
+
 /// Whether the fused kernels can run on these tensors.
 pub(crate) fn fused_applies(tensors: &[&Tensor]) -> bool {
-    tensors.iter().all(|t| {
-        t.device().is_cpu() && t.dtype() == DType::F32 && t.is_contiguous() && !t.track_op()
-    })
+    tensors
+        .iter()
+        .all(|t| t.device().is_cpu() && t.dtype() == DType::F32 && t.is_contiguous())
 }
 
 /// Contiguous f32 slice of a CPU storage.
@@ -103,6 +159,42 @@ impl CustomOp3 for FusedGroupNorm {
         }
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        _bias: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<Grads3> {
+        let dims = x.dims();
+        let (batch, channels) = (dims[0], dims[1]);
+        let positions: usize = dims[2..].iter().product();
+        let per_group = channels / self.groups;
+        let group_len = per_group * positions;
+        let (xv, dy, w) = (values(x)?, values(grad)?, values(weight)?);
+        let mut dx = vec![0f32; xv.len()];
+        let (mut dw, mut db) = (vec![0f64; channels], vec![0f64; channels]);
+        for n in 0..batch {
+            for g in 0..self.groups {
+                let start = (n * self.groups + g) * group_len;
+                let range = start..start + group_len;
+                group_backward(
+                    &xv[range.clone()],
+                    &dy[range.clone()],
+                    &w,
+                    g * per_group,
+                    positions,
+                    self.eps,
+                    &mut dx[range],
+                    &mut dw,
+                    &mut db,
+                );
+            }
+        }
+        grads(x, weight, dx, dw, db)
+    }
 }
 
 /// Layer norm over the last dimension with weight and bias.
@@ -145,5 +237,28 @@ impl CustomOp3 for FusedLayerNorm {
             }
         }
         Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        _bias: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<Grads3> {
+        let dim = weight.elem_count();
+        let (xv, dy, w) = (values(x)?, values(grad)?, values(weight)?);
+        let mut dx = vec![0f32; xv.len()];
+        let (mut dw, mut db) = (vec![0f64; dim], vec![0f64; dim]);
+        for ((xs, gs), d) in xv
+            .chunks_exact(dim)
+            .zip(dy.chunks_exact(dim))
+            .zip(dx.chunks_exact_mut(dim))
+        {
+            // One row is a group of `dim` channels of one position each.
+            group_backward(xs, gs, &w, 0, 1, self.eps, d, &mut dw, &mut db);
+        }
+        grads(x, weight, dx, dw, db)
     }
 }
