@@ -13,6 +13,7 @@ pub mod loss_log;
 pub mod loss_plot;
 pub mod lr_schedule;
 pub mod named_vars;
+pub mod tasks;
 pub mod trainer;
 
 pub use adamw::{AdamW, AdamWConfig};

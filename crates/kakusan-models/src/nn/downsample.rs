@@ -4,7 +4,8 @@
 
 use super::conv2d;
 use candle_core::{Result, Tensor};
-use candle_nn::{Conv2d, Module, VarBuilder};
+use super::Conv2d;
+use candle_nn::{Module, VarBuilder};
 
 /// Halves the spatial size with a strided convolution.
 #[derive(Debug, Clone)]

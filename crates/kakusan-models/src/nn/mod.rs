@@ -12,6 +12,7 @@ mod downsample;
 mod feed_forward;
 mod fused_norms;
 mod group_norm;
+mod im2col;
 mod layer_norm;
 mod resnet;
 mod timestep_embedding;
@@ -24,7 +25,7 @@ pub use activation::{Activation, UnknownActivation};
 pub use attention::{
     scaled_dot_product_attention, Attention, AttentionConfig, AttentionWeightNames,
 };
-pub use conv::conv2d;
+pub use conv::{conv2d, Conv2d};
 pub use downsample::Downsample2D;
 pub use feed_forward::{FeedForward, Geglu};
 pub use group_norm::GroupNorm;

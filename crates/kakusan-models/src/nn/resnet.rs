@@ -5,7 +5,8 @@
 
 use super::{conv2d, Activation, GroupNorm};
 use candle_core::{bail, Result, Tensor};
-use candle_nn::{Conv2d, Linear, Module, VarBuilder};
+use super::Conv2d;
+use candle_nn::{Linear, Module, VarBuilder};
 
 /// Shape and options of one residual block.
 #[derive(Debug, Clone, Copy)]

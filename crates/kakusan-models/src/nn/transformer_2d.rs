@@ -5,7 +5,8 @@
 
 use super::{BasicTransformerBlock, GroupNorm, TransformerBlockConfig};
 use candle_core::{bail, Result, Tensor};
-use candle_nn::{Conv2d, Linear, Module, VarBuilder};
+use super::Conv2d;
+use candle_nn::{Linear, Module, VarBuilder};
 
 /// Group-norm epsilon diffusers fixes for `Transformer2DModel`.
 const NORM_EPS: f64 = 1e-6;

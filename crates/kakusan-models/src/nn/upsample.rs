@@ -5,7 +5,8 @@
 
 use super::conv2d;
 use candle_core::{Result, Tensor};
-use candle_nn::{Conv2d, Module, VarBuilder};
+use super::Conv2d;
+use candle_nn::{Module, VarBuilder};
 
 /// Doubles (or resizes) the spatial size, then convolves.
 #[derive(Debug, Clone)]

@@ -14,7 +14,8 @@ use super::up_block::UpBlock2D;
 use super::{UNetConfig, UNetError};
 use crate::nn::{conv2d, GroupNorm, TimestepEmbedding, Timesteps};
 use candle_core::{DType, Tensor};
-use candle_nn::{Conv2d, Module, VarBuilder};
+use crate::nn::Conv2d;
+use candle_nn::{Module, VarBuilder};
 
 /// A down block of either kind.
 #[derive(Debug, Clone)]

@@ -10,7 +10,8 @@ use super::error::At;
 use super::{VaeConfig, VaeError};
 use crate::nn::conv2d;
 use candle_core::Tensor;
-use candle_nn::{Conv2d, Module, VarBuilder};
+use crate::nn::Conv2d;
+use candle_nn::{Module, VarBuilder};
 
 /// diffusers' `AutoencoderKL`.
 #[derive(Debug, Clone)]

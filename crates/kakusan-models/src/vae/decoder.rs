@@ -9,7 +9,8 @@ use super::up_decoder_block::UpDecoderBlock2D;
 use super::{VaeConfig, VaeError};
 use crate::nn::{conv2d, Activation, GroupNorm, ResnetConfig};
 use candle_core::Tensor;
-use candle_nn::{Conv2d, Module, VarBuilder};
+use crate::nn::Conv2d;
+use candle_nn::{Module, VarBuilder};
 
 /// Latent -> image.
 #[derive(Debug, Clone)]

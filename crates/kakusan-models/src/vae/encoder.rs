@@ -8,7 +8,8 @@ use super::mid_block::VaeMidBlock;
 use super::{VaeConfig, VaeError};
 use crate::nn::{conv2d, Activation, GroupNorm, ResnetConfig};
 use candle_core::Tensor;
-use candle_nn::{Conv2d, Module, VarBuilder};
+use crate::nn::Conv2d;
+use candle_nn::{Module, VarBuilder};
 
 /// Group-norm epsilon diffusers fixes for the autoencoder.
 pub(crate) const VAE_NORM_EPS: f64 = 1e-6;

@@ -1,0 +1,10 @@
+//! The things kakusan trains, each a [`TrainTask`](crate::TrainTask) whose batch depends
+//! only on the step number.
+
+pub mod captioned_images;
+pub mod diffusion_task;
+pub mod vae_task;
+
+pub use captioned_images::CaptionedImages;
+pub use diffusion_task::{DiffusionTask, DiffusionTaskConfig};
+pub use vae_task::{VaeTask, VaeTaskConfig};
