@@ -1,9 +1,10 @@
 //! `kakusan generate`: builds the `Job`, loads the model, runs it with a progress bar and
 //! writes the numbered PNGs (and optionally the latents).
 
+use std::path::Path;
 use std::time::Instant;
 
-use anyhow::Context;
+use anyhow::{anyhow, bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
 use kakusan_pipeline::{Job, StableDiffusion};
 
@@ -36,18 +37,37 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     job.height = if h == 0 { 512 } else { h };
     job.validate()?;
     kakusan_pipeline::check_sampler(&job.sampler)?;
+    if let Some(path) = &job.init_image {
+        // Read once here so a wrong path or a file that is no picture is reported before the
+        // model is loaded; the pipeline reads it again (a negligible cost next to sampling).
+        use kakusan_core::image_io::LoadImageError;
+        kakusan_core::image_io::load_image(path).map_err(|e| match e {
+            LoadImageError::NotFound { .. } | LoadImageError::IsADirectory { .. } => {
+                anyhow!("--init-image: {e}; check the path (give a PNG, JPEG, WebP or BMP file)")
+            }
+            e => anyhow!("--init-image: {e}"),
+        })?;
+    }
+    // The folder given first (so a file given as --output-dir is named as such), then the
+    // per-mode subfolder.
+    kakusan_core::output::ensure_writable_dir(&args.output_dir)?;
     let out_dir = args.output_dir.join(if job.init_image.is_some() {
         "img2img"
     } else {
         "txt2img"
     });
     kakusan_core::output::ensure_writable_dir(&out_dir)?;
+    if let Some(path) = &args.save_latents {
+        check_latents_path(path)?;
+    }
 
     let model = load_model(&args.model)?;
     let (dw, dh) = model.default_size();
     job.width = if w == 0 { dw } else { w };
     job.height = if h == 0 { dh } else { h };
     job.validate()?;
+    // The memory estimate refuses an absurd size or batch before anything large is allocated.
+    model.check_job(&job)?;
     eprintln!("seed: {seed}");
 
     let bar = ProgressBar::new(job.steps as u64).with_style(
@@ -74,6 +94,33 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
             .with_context(|| format!("saving latents to {}", path.display()))?;
         println!("{}", path.display());
     }
+    Ok(())
+}
+
+/// Checks, before any work is spent, that the latents can be written to `path`: its folder
+/// exists and is writable and `path` itself is not a folder. (Unlike the output folder, the
+/// latents' folder is not created: a missing one is more likely a typo.)
+fn check_latents_path(path: &Path) -> anyhow::Result<()> {
+    if path.is_dir() {
+        bail!(
+            "--save-latents {} is a folder; give a file name such as {}",
+            path.display(),
+            path.join("latents.safetensors").display()
+        );
+    }
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if !parent.is_dir() {
+        bail!(
+            "--save-latents {}: the folder {} does not exist; create it first or choose another path",
+            path.display(),
+            parent.display()
+        );
+    }
+    kakusan_core::output::ensure_writable_dir(parent)
+        .with_context(|| format!("--save-latents {}", path.display()))?;
     Ok(())
 }
 
