@@ -22,8 +22,10 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         seed,
         steps: args.steps,
         cfg_scale: args.cfg,
-        width: args.width.unwrap_or(0),
-        height: args.height.unwrap_or(0),
+        // A size not given is the model's native one; 512 stands in until the model is loaded
+        // (a size given, even 0, is checked as given).
+        width: args.width.unwrap_or(512),
+        height: args.height.unwrap_or(512),
         batch_size: args.batch,
         sampler: args.sampler,
         schedule: args.schedule.parse()?,
@@ -32,9 +34,6 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         clip_skip: args.clip_skip,
     };
     // Everything that can be checked without the model is checked before loading it.
-    let (w, h) = (job.width, job.height);
-    job.width = if w == 0 { 512 } else { w };
-    job.height = if h == 0 { 512 } else { h };
     job.validate()?;
     kakusan_pipeline::check_sampler(&job.sampler)?;
     if let Some(path) = &job.init_image {
@@ -63,8 +62,8 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
 
     let model = load_model(&args.model)?;
     let (dw, dh) = model.default_size();
-    job.width = if w == 0 { dw } else { w };
-    job.height = if h == 0 { dh } else { h };
+    job.width = args.width.unwrap_or(dw);
+    job.height = args.height.unwrap_or(dh);
     job.validate()?;
     // The memory estimate refuses an absurd size or batch before anything large is allocated.
     model.check_job(&job)?;
