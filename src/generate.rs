@@ -130,9 +130,17 @@ pub fn load_model(args: &ModelArgs) -> anyhow::Result<StableDiffusion> {
             "no --model given and no built-in model found; pass --model with a diffusers folder or a .safetensors file",
         )?,
     };
+    let device: kakusan_core::device::DeviceChoice = args.device.parse()?;
+    let dtype: kakusan_core::device::DTypeChoice = args.dtype.parse()?;
+    if device.is_cpu() && dtype == kakusan_core::device::DTypeChoice::BF16 {
+        // candle's CPU matmul and convolutions have no bf16 kernels: it would fail mid-run.
+        bail!(
+            "--dtype bf16 is not supported on the CPU; use --dtype f32 (or f16), or a CUDA device"
+        );
+    }
     let opts = kakusan_pipeline::LoadOptions {
-        device: args.device.parse()?,
-        dtype: args.dtype.parse()?,
+        device,
+        dtype,
         prediction: args.prediction.as_deref().map(str::parse).transpose()?,
     };
     let spinner = ProgressBar::new_spinner().with_message(format!("loading {}", path.display()));

@@ -42,7 +42,8 @@ fn kakusan(args: &[OsString], limit: Duration) -> Run {
     let mut child = Command::new(env!("CARGO_BIN_EXE_kakusan"))
         .args(args)
         .env_remove("KAKUSAN_LOG")
-        .env_remove("RUST_BACKTRACE")
+        // Errors that carry a backtrace in their text must still be one line.
+        .env("RUST_BACKTRACE", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -728,4 +729,49 @@ fn info_on_bad_files() {
     let cut = scene.path("cut.png");
     fs::write(&cut, &bytes[..60]).unwrap();
     scene.fails(&[os("info"), os(&cut)], RUN_LIMIT, &["cut.png", "PNG"]);
+}
+
+// `kakusan bench` checks its size like `generate`: no huge allocation, no tensor error.
+#[test]
+fn bench_refuses_bad_sizes() {
+    let scene = Scene::new();
+    let folder = scene.folder_model();
+    let bench = |size: &[&str]| {
+        let mut args = vec![
+            os("bench"),
+            os("--model"),
+            os(&folder),
+            os("--steps"),
+            os("1"),
+        ];
+        args.extend(extra(size));
+        args
+    };
+    scene.fails(
+        &bench(&["--width", "16384", "--height", "16384"]),
+        ABSURD_LIMIT,
+        &["needs about", "GiB", "smaller size"],
+    );
+    scene.fails(
+        &bench(&["--width", "100", "--height", "64"]),
+        RUN_LIMIT,
+        &["width 100", "multiple of 8"],
+    );
+    scene.fails(
+        &bench(&["--width", "0", "--height", "64"]),
+        RUN_LIMIT,
+        &["width 0", "multiple of 8"],
+    );
+}
+
+// bf16 has no CPU kernels in candle: refused before loading, not a tensor error mid-run.
+#[test]
+fn bf16_on_cpu_is_refused() {
+    let scene = Scene::new();
+    let folder = scene.folder_model();
+    scene.fails(
+        &generate_args(&folder, &scene.out(), &extra(&["--dtype", "bf16"])),
+        RUN_LIMIT,
+        &["bf16", "not supported on the CPU", "--dtype f32"],
+    );
 }
