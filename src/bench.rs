@@ -4,15 +4,28 @@
 
 use std::time::Instant;
 
+use kakusan_pipeline::Job;
+
 use crate::cli::BenchArgs;
 use crate::generate::load_model;
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    // The size is checked like a generation's: before loading (as given, 512 standing in for
+    // a size not given), then against the model's memory estimate before allocating.
+    let mut job = Job {
+        width: args.width.unwrap_or(512),
+        height: args.height.unwrap_or(512),
+        ..Job::default()
+    };
+    job.validate()?;
     let t0 = Instant::now();
     let model = load_model(&args.model)?;
     let load_s = t0.elapsed().as_secs_f64();
     let (dw, dh) = model.default_size();
     let (w, h) = (args.width.unwrap_or(dw), args.height.unwrap_or(dh));
+    job.width = w;
+    job.height = h;
+    model.check_job(&job)?;
     let report = model.bench(w, h, args.steps.max(1))?;
     println!("model: {} ({})", model.name(), model.hash());
     println!("size: {w}x{h}, UNet steps timed: {}", args.steps.max(1));

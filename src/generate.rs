@@ -1,9 +1,10 @@
 //! `kakusan generate`: builds the `Job`, loads the model, runs it with a progress bar and
 //! writes the numbered PNGs (and optionally the latents).
 
+use std::path::Path;
 use std::time::Instant;
 
-use anyhow::Context;
+use anyhow::{anyhow, bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
 use kakusan_pipeline::{Job, StableDiffusion};
 
@@ -21,8 +22,10 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         seed,
         steps: args.steps,
         cfg_scale: args.cfg,
-        width: args.width.unwrap_or(0),
-        height: args.height.unwrap_or(0),
+        // A size not given is the model's native one; 512 stands in until the model is loaded
+        // (a size given, even 0, is checked as given).
+        width: args.width.unwrap_or(512),
+        height: args.height.unwrap_or(512),
         batch_size: args.batch,
         sampler: args.sampler,
         schedule: args.schedule.parse()?,
@@ -31,23 +34,39 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         clip_skip: args.clip_skip,
     };
     // Everything that can be checked without the model is checked before loading it.
-    let (w, h) = (job.width, job.height);
-    job.width = if w == 0 { 512 } else { w };
-    job.height = if h == 0 { 512 } else { h };
     job.validate()?;
     kakusan_pipeline::check_sampler(&job.sampler)?;
+    if let Some(path) = &job.init_image {
+        // Read once here so a wrong path or a file that is no picture is reported before the
+        // model is loaded; the pipeline reads it again (a negligible cost next to sampling).
+        use kakusan_core::image_io::LoadImageError;
+        kakusan_core::image_io::load_image(path).map_err(|e| match e {
+            LoadImageError::NotFound { .. } | LoadImageError::IsADirectory { .. } => {
+                anyhow!("--init-image: {e}; check the path (give a PNG, JPEG, WebP or BMP file)")
+            }
+            e => anyhow!("--init-image: {e}"),
+        })?;
+    }
+    // The folder given first (so a file given as --output-dir is named as such), then the
+    // per-mode subfolder.
+    kakusan_core::output::ensure_writable_dir(&args.output_dir)?;
     let out_dir = args.output_dir.join(if job.init_image.is_some() {
         "img2img"
     } else {
         "txt2img"
     });
     kakusan_core::output::ensure_writable_dir(&out_dir)?;
+    if let Some(path) = &args.save_latents {
+        check_latents_path(path)?;
+    }
 
     let model = load_model(&args.model)?;
     let (dw, dh) = model.default_size();
-    job.width = if w == 0 { dw } else { w };
-    job.height = if h == 0 { dh } else { h };
+    job.width = args.width.unwrap_or(dw);
+    job.height = args.height.unwrap_or(dh);
     job.validate()?;
+    // The memory estimate refuses an absurd size or batch before anything large is allocated.
+    model.check_job(&job)?;
     eprintln!("seed: {seed}");
 
     let bar = ProgressBar::new(job.steps as u64).with_style(
@@ -77,6 +96,33 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Checks, before any work is spent, that the latents can be written to `path`: its folder
+/// exists and is writable and `path` itself is not a folder. (Unlike the output folder, the
+/// latents' folder is not created: a missing one is more likely a typo.)
+fn check_latents_path(path: &Path) -> anyhow::Result<()> {
+    if path.is_dir() {
+        bail!(
+            "--save-latents {} is a folder; give a file name such as {}",
+            path.display(),
+            path.join("latents.safetensors").display()
+        );
+    }
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if !parent.is_dir() {
+        bail!(
+            "--save-latents {}: the folder {} does not exist; create it first or choose another path",
+            path.display(),
+            parent.display()
+        );
+    }
+    kakusan_core::output::ensure_writable_dir(parent)
+        .with_context(|| format!("--save-latents {}", path.display()))?;
+    Ok(())
+}
+
 pub fn load_model(args: &ModelArgs) -> anyhow::Result<StableDiffusion> {
     let path = match &args.model {
         Some(p) => p.clone(),
@@ -84,9 +130,17 @@ pub fn load_model(args: &ModelArgs) -> anyhow::Result<StableDiffusion> {
             "no --model given and no built-in model found; pass --model with a diffusers folder or a .safetensors file",
         )?,
     };
+    let device: kakusan_core::device::DeviceChoice = args.device.parse()?;
+    let dtype: kakusan_core::device::DTypeChoice = args.dtype.parse()?;
+    if device.is_cpu() && dtype == kakusan_core::device::DTypeChoice::BF16 {
+        // candle's CPU matmul and convolutions have no bf16 kernels: it would fail mid-run.
+        bail!(
+            "--dtype bf16 is not supported on the CPU; use --dtype f32 (or f16), or a CUDA device"
+        );
+    }
     let opts = kakusan_pipeline::LoadOptions {
-        device: args.device.parse()?,
-        dtype: args.dtype.parse()?,
+        device,
+        dtype,
         prediction: args.prediction.as_deref().map(str::parse).transpose()?,
         ..Default::default()
     };

@@ -35,9 +35,11 @@ pub fn check_sampler(name: &str) -> Result<()> {
 }
 
 impl StableDiffusion {
-    pub fn generate(&self, job: &Job, progress: &mut dyn FnMut(&Progress)) -> Result<Generation> {
+    /// Checks a job against this model without allocating anything: the job's own checks,
+    /// sizes that the VAE can encode, and the memory estimate (an absurd size or batch is
+    /// refused with the estimate in GiB). `generate` runs it first.
+    pub fn check_job(&self, job: &Job) -> Result<()> {
         job.validate()?;
-        let sampler: Sampler = job.sampler.parse()?;
         let scale = vae_scale(&self.vae_config);
         if !job.width.is_multiple_of(scale) || !job.height.is_multiple_of(scale) {
             return Err(PipelineError::InvalidJob(format!(
@@ -57,6 +59,13 @@ impl StableDiffusion {
                 });
             }
         }
+        Ok(())
+    }
+
+    pub fn generate(&self, job: &Job, progress: &mut dyn FnMut(&Progress)) -> Result<Generation> {
+        self.check_job(job)?;
+        let sampler: Sampler = job.sampler.parse()?;
+        let scale = vae_scale(&self.vae_config);
         let b = job.batch_size;
         let seeds: Vec<u64> = (0..b).map(|i| job.image_seed(i)).collect();
         let cond = self.encode_prompt(&job.prompt, job.clip_skip)?;

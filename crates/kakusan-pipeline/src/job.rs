@@ -67,7 +67,10 @@ impl Job {
                 ));
             }
             if v > MAX_SIDE {
-                return bad(format!("{name} {v} is larger than {MAX_SIDE}"));
+                return bad(format!(
+                    "{name} {v} is larger than {MAX_SIDE}, the largest side kakusan accepts; \
+                     choose a smaller size"
+                ));
             }
         }
         if self.steps == 0 || self.steps > 10_000 {

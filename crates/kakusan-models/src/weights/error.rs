@@ -102,7 +102,10 @@ pub enum WeightsError {
     BadShardIndex { path: PathBuf, detail: String },
 
     /// A diffusers folder lacks a file the component needs.
-    #[error("the {component} of diffusers folder {folder} is missing: expected {expected}; found {found}")]
+    #[error(
+        "the {component} of diffusers folder {folder} is missing: expected {expected}; found {found}; \
+         the folder is incomplete: download the missing files again, or give a complete model"
+    )]
     MissingComponent {
         component: String,
         folder: PathBuf,
@@ -169,10 +172,14 @@ impl WeightsError {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let stem = path
+        let mut stem = path
             .file_stem()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "model".to_string());
+        // A pickle named `.safetensors`: the suggested command must not write over it.
+        if path.extension().is_some_and(|e| e == "safetensors") {
+            stem.push_str("-converted");
+        }
         WeightsError::PickleRefused {
             path: path.to_path_buf(),
             why: why.to_string(),
