@@ -103,7 +103,11 @@ pub fn wrap(text: &str, max_chars: usize) -> Vec<String> {
             lines.push(word.into_iter().collect());
             word = rest;
         }
-        let needed = if line.is_empty() { 0 } else { line.chars().count() + 1 };
+        let needed = if line.is_empty() {
+            0
+        } else {
+            line.chars().count() + 1
+        };
         if needed + word.len() > max_chars {
             lines.push(std::mem::take(&mut line));
         }

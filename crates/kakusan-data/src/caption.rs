@@ -147,7 +147,10 @@ fn single_caption(rng: &mut SplitMix64, o: &ObjectSpec, background: Option<&str>
         }
         // "a picture of a small red circle in the top left against a blue background"
         _ => {
-            let lead = rng.pick(&["a picture of", "an image of", "a drawing of"], "a picture of");
+            let lead = rng.pick(
+                &["a picture of", "an image of", "a drawing of"],
+                "a picture of",
+            );
             join(&[
                 Some(lead),
                 Some(&adjectival),
@@ -192,7 +195,12 @@ fn pair_caption(
         1 => {
             let word = relation_words(rng, relation, swap);
             match background {
-                Some(b) => join(&[Some(&format!("{b} background,")), Some(x), Some(word), Some(y)]),
+                Some(b) => join(&[
+                    Some(&format!("{b} background,")),
+                    Some(x),
+                    Some(word),
+                    Some(y),
+                ]),
                 None => join(&[Some(x), Some(word), Some(y)]),
             }
         }
@@ -281,7 +289,10 @@ fn position_phrase(rng: &mut SplitMix64, position: Position) -> String {
         Position::BottomLeft => corner(rng, ["bottom", "lower"], "left"),
         Position::BottomRight => corner(rng, ["bottom", "lower"], "right"),
         Position::Top => pick(rng, &["at the top", "near the top", "at the top middle"]),
-        Position::Bottom => pick(rng, &["at the bottom", "near the bottom", "at the bottom middle"]),
+        Position::Bottom => pick(
+            rng,
+            &["at the bottom", "near the bottom", "at the bottom middle"],
+        ),
         Position::Left => pick(rng, &["on the left", "at the left", "on the left side"]),
         Position::Right => pick(rng, &["on the right", "at the right", "on the right side"]),
         Position::Centre => pick(rng, &["in the centre", "in the center", "in the middle"]),

@@ -89,8 +89,8 @@ impl Dataset {
     /// The random stream of sample `index`: a function of (seed, split, index) only.
     fn rng(&self, index: u64) -> SplitMix64 {
         let split_key = match self.split {
-            Split::Train => 0x7472_6169_6e, // "train"
-            Split::HeldOut => 0x6865_6c64,  // "held"
+            Split::Train => 0x0074_7261_696e, // "train"
+            Split::HeldOut => 0x6865_6c64,    // "held"
         };
         SplitMix64::for_keys(&[self.seed, split_key, index])
     }

@@ -71,7 +71,13 @@ pub fn preview_grid(samples: &[Sample], columns: usize) -> RgbImage {
             );
             imageops::replace(&mut canvas, &enlarged, i64::from(left), i64::from(top));
             for (l, line) in lines.iter().enumerate() {
-                draw_text(&mut canvas, left, top + cell + 4 + l as u32 * LINE_HEIGHT, line, INK);
+                draw_text(
+                    &mut canvas,
+                    left,
+                    top + cell + 4 + l as u32 * LINE_HEIGHT,
+                    line,
+                    INK,
+                );
             }
         }
         top += row_height + GAP;

@@ -128,7 +128,7 @@ fn shape_contains(shape: Shape, x: f32, y: f32) -> bool {
         Shape::Square => x.abs() <= SQUARE_HALF_SIDE && y.abs() <= SQUARE_HALF_SIDE,
         Shape::Triangle => in_polygon(&TRIANGLE, x, y),
         Shape::Star => in_polygon(&star_polygon(), x, y),
-        Shape::Ring => r2 <= 1.0 && r2 >= RING_INNER_RADIUS * RING_INNER_RADIUS,
+        Shape::Ring => (RING_INNER_RADIUS * RING_INNER_RADIUS..=1.0).contains(&r2),
         Shape::Cross => {
             let (ax, ay) = (x.abs(), y.abs());
             (ax <= CROSS_HALF_WIDTH && ay <= CROSS_HALF_LENGTH)
