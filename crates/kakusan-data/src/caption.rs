@@ -28,7 +28,7 @@ pub fn caption(scene: &Scene, rng: &mut SplitMix64) -> String {
         ([a, b], Some(relation)) => pair_caption(rng, a, b, relation, background.as_deref()),
         ([object, ..], _) => single_caption(rng, object, background.as_deref()),
         ([], _) => match &background {
-            Some(colour) => format!("an empty {colour} background"),
+            Some(colour) => with_article(&format!("empty {colour} background")),
             None => "an empty background".to_owned(),
         },
     };
@@ -48,20 +48,17 @@ pub fn canonical_prompt(scene: &Scene) -> String {
         ))
     };
     let background = scene.background.name();
+    let on_background = format!("on {}", with_article(&format!("{background} background")));
     let text = match (scene.objects.as_slice(), scene.relation()) {
         ([a, b], Some(relation)) => {
             let words = match relation {
                 Relation::LeftOf => "left of",
                 Relation::Above => "above",
             };
-            format!(
-                "{} {words} {} on a {background} background",
-                phrase(a),
-                phrase(b)
-            )
+            format!("{} {words} {} {on_background}", phrase(a), phrase(b))
         }
         ([o, ..], _) => format!(
-            "{} {} on a {background} background",
+            "{} {} {on_background}",
             phrase(o),
             canonical_position(o.position)
         ),
@@ -301,8 +298,8 @@ fn position_phrase(rng: &mut SplitMix64, position: Position) -> String {
 
 fn background_phrase(rng: &mut SplitMix64, colour: &str) -> String {
     match rng.below(4) {
-        0 | 1 => format!("on a {colour} background"),
-        2 => format!("against a {colour} background"),
+        0 | 1 => format!("on {}", with_article(&format!("{colour} background"))),
+        2 => format!("against {}", with_article(&format!("{colour} background"))),
         _ => format!("on {colour}"),
     }
 }
@@ -348,6 +345,11 @@ mod tests {
         assert_eq!(with_article("8"), "an 8");
         assert_eq!(with_article("eight"), "an eight");
         assert_eq!(with_article("red 5"), "a red 5");
+        let mut rng = SplitMix64::new(0);
+        for _ in 0..20 {
+            let phrase = background_phrase(&mut rng, "orange");
+            assert!(!phrase.contains(" a orange"), "{phrase}");
+        }
     }
 
     #[test]

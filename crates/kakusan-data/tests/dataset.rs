@@ -248,6 +248,27 @@ fn canonical_prompts_read_as_documented() {
         canonical_prompt(&scene),
         "a small orange square left of a large green star on a black background"
     );
+    let scene = Scene {
+        background: Colour::Orange,
+        ..scene
+    };
+    assert!(canonical_prompt(&scene).ends_with("on an orange background"));
+}
+
+#[test]
+fn one_scene_gets_many_captions() {
+    // Templates × synonyms × omissions: a fixed scene must get varied captions that all still
+    // name its colour.
+    let scene = Dataset::new(9, Split::Train, SIZE).unwrap().scene(0);
+    let colour = scene.objects[0].colour.name();
+    let mut seen = HashSet::new();
+    for seed in 0..200 {
+        let text = kakusan_data::caption(&scene, &mut kakusan_data::SplitMix64::new(seed));
+        let grey_alias = colour == "grey" && text.contains("gray");
+        assert!(text.contains(colour) || grey_alias, "{text}");
+        seen.insert(text);
+    }
+    assert!(seen.len() >= 50, "only {} distinct captions", seen.len());
 }
 
 /// The coverage of `glyph` drawn large, centred, without jitter.
