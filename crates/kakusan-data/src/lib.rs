@@ -8,7 +8,7 @@
 //! [`Split::Train`] never shows; see [`split`] for the rule.
 //!
 //! Modules: [`attributes`] (the labelled vocabulary), [`scene`] (what is in a picture and how it
-//! is sampled), [`render`] (rasterisation), [`stroke_font`] (the digits), [`caption`]
+//! is sampled), [`mod@render`] (rasterisation), [`stroke_font`] (the digits), [`mod@caption`]
 //! (templates), [`split`] (held-out combinations), [`dataset`] (indexed samples),
 //! [`preview`] (captioned grid PNG), [`bitmap_font`] (the preview's text), [`rng`].
 
