@@ -1,0 +1,153 @@
+//! A tiny 5×7 bitmap font, defined in code, for writing captions into preview images: the
+//! letters (drawn as capitals; lower case maps onto them), the digits and common punctuation.
+//! Characters it lacks are drawn as a hollow box.
+
+use image::{Rgb, RgbImage};
+
+/// Glyph width in pixels.
+pub const GLYPH_WIDTH: u32 = 5;
+/// Glyph height in pixels.
+pub const GLYPH_HEIGHT: u32 = 7;
+/// Horizontal distance from one character to the next.
+pub const ADVANCE: u32 = GLYPH_WIDTH + 1;
+/// Vertical distance from one line to the next.
+pub const LINE_HEIGHT: u32 = GLYPH_HEIGHT + 3;
+
+/// The rows of `c`'s glyph, top to bottom; bit 4 of each row is the leftmost pixel.
+pub fn glyph_rows(c: char) -> [u8; 7] {
+    match c.to_ascii_uppercase() {
+        'A' => [0x0E, 0x11, 0x11, 0x1F, 0x11, 0x11, 0x11],
+        'B' => [0x1E, 0x11, 0x11, 0x1E, 0x11, 0x11, 0x1E],
+        'C' => [0x0E, 0x11, 0x10, 0x10, 0x10, 0x11, 0x0E],
+        'D' => [0x1C, 0x12, 0x11, 0x11, 0x11, 0x12, 0x1C],
+        'E' => [0x1F, 0x10, 0x10, 0x1E, 0x10, 0x10, 0x1F],
+        'F' => [0x1F, 0x10, 0x10, 0x1E, 0x10, 0x10, 0x10],
+        'G' => [0x0E, 0x11, 0x10, 0x17, 0x11, 0x11, 0x0F],
+        'H' => [0x11, 0x11, 0x11, 0x1F, 0x11, 0x11, 0x11],
+        'I' => [0x0E, 0x04, 0x04, 0x04, 0x04, 0x04, 0x0E],
+        'J' => [0x07, 0x02, 0x02, 0x02, 0x02, 0x12, 0x0C],
+        'K' => [0x11, 0x12, 0x14, 0x18, 0x14, 0x12, 0x11],
+        'L' => [0x10, 0x10, 0x10, 0x10, 0x10, 0x10, 0x1F],
+        'M' => [0x11, 0x1B, 0x15, 0x15, 0x11, 0x11, 0x11],
+        'N' => [0x11, 0x11, 0x19, 0x15, 0x13, 0x11, 0x11],
+        'O' => [0x0E, 0x11, 0x11, 0x11, 0x11, 0x11, 0x0E],
+        'P' => [0x1E, 0x11, 0x11, 0x1E, 0x10, 0x10, 0x10],
+        'Q' => [0x0E, 0x11, 0x11, 0x11, 0x15, 0x12, 0x0D],
+        'R' => [0x1E, 0x11, 0x11, 0x1E, 0x14, 0x12, 0x11],
+        'S' => [0x0F, 0x10, 0x10, 0x0E, 0x01, 0x01, 0x1E],
+        'T' => [0x1F, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04],
+        'U' => [0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x0E],
+        'V' => [0x11, 0x11, 0x11, 0x11, 0x11, 0x0A, 0x04],
+        'W' => [0x11, 0x11, 0x11, 0x15, 0x15, 0x15, 0x0A],
+        'X' => [0x11, 0x11, 0x0A, 0x04, 0x0A, 0x11, 0x11],
+        'Y' => [0x11, 0x11, 0x0A, 0x04, 0x04, 0x04, 0x04],
+        'Z' => [0x1F, 0x01, 0x02, 0x04, 0x08, 0x10, 0x1F],
+        '0' => [0x0E, 0x11, 0x13, 0x15, 0x19, 0x11, 0x0E],
+        '1' => [0x04, 0x0C, 0x04, 0x04, 0x04, 0x04, 0x0E],
+        '2' => [0x0E, 0x11, 0x01, 0x02, 0x04, 0x08, 0x1F],
+        '3' => [0x1F, 0x02, 0x04, 0x02, 0x01, 0x11, 0x0E],
+        '4' => [0x02, 0x06, 0x0A, 0x12, 0x1F, 0x02, 0x02],
+        '5' => [0x1F, 0x10, 0x1E, 0x01, 0x01, 0x11, 0x0E],
+        '6' => [0x06, 0x08, 0x10, 0x1E, 0x11, 0x11, 0x0E],
+        '7' => [0x1F, 0x01, 0x02, 0x04, 0x08, 0x08, 0x08],
+        '8' => [0x0E, 0x11, 0x11, 0x0E, 0x11, 0x11, 0x0E],
+        '9' => [0x0E, 0x11, 0x11, 0x0F, 0x01, 0x02, 0x0C],
+        ' ' => [0; 7],
+        '.' => [0, 0, 0, 0, 0, 0x0C, 0x0C],
+        ',' => [0, 0, 0, 0, 0x0C, 0x04, 0x08],
+        '\'' => [0x04, 0x04, 0x08, 0, 0, 0, 0],
+        '"' => [0x0A, 0x0A, 0, 0, 0, 0, 0],
+        '-' => [0, 0, 0, 0x1F, 0, 0, 0],
+        '!' => [0x04, 0x04, 0x04, 0x04, 0x04, 0, 0x04],
+        '?' => [0x0E, 0x11, 0x01, 0x02, 0x04, 0, 0x04],
+        ':' => [0, 0x0C, 0x0C, 0, 0x0C, 0x0C, 0],
+        ';' => [0, 0x0C, 0x0C, 0, 0x0C, 0x04, 0x08],
+        '(' => [0x02, 0x04, 0x08, 0x08, 0x08, 0x04, 0x02],
+        ')' => [0x08, 0x04, 0x02, 0x02, 0x02, 0x04, 0x08],
+        '/' => [0x01, 0x01, 0x02, 0x04, 0x08, 0x10, 0x10],
+        _ => [0x1F, 0x11, 0x11, 0x11, 0x11, 0x11, 0x1F],
+    }
+}
+
+/// Writes `text` on one line with its top-left corner at `(x, y)`; pixels falling outside the
+/// image are skipped.
+pub fn draw_text(image: &mut RgbImage, x: u32, y: u32, text: &str, colour: Rgb<u8>) {
+    for (i, c) in text.chars().enumerate() {
+        let left = x.saturating_add((i as u32).saturating_mul(ADVANCE));
+        for (row, bits) in glyph_rows(c).iter().enumerate() {
+            for column in 0..GLYPH_WIDTH {
+                if bits & (0x10 >> column) != 0 {
+                    let (px, py) = (left.saturating_add(column), y.saturating_add(row as u32));
+                    if px < image.width() && py < image.height() {
+                        image.put_pixel(px, py, colour);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Breaks `text` into lines of at most `max_chars` characters at spaces; words longer than a
+/// line are cut.
+pub fn wrap(text: &str, max_chars: usize) -> Vec<String> {
+    let max_chars = max_chars.max(1);
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        let mut word: Vec<char> = word.chars().collect();
+        while word.len() > max_chars {
+            if !line.is_empty() {
+                lines.push(std::mem::take(&mut line));
+            }
+            let rest = word.split_off(max_chars);
+            lines.push(word.into_iter().collect());
+            word = rest;
+        }
+        let needed = if line.is_empty() {
+            0
+        } else {
+            line.chars().count() + 1
+        };
+        if needed + word.len() > max_chars {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.extend(word);
+    }
+    if !line.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wraps_at_spaces() {
+        assert_eq!(
+            wrap("a red circle on a blue background", 12),
+            vec!["a red circle", "on a blue", "background"]
+        );
+        assert_eq!(wrap("abcdefghij", 4), vec!["abcd", "efgh", "ij"]);
+        assert!(wrap("", 5).is_empty());
+    }
+
+    #[test]
+    fn every_caption_character_has_a_glyph() {
+        let unknown = glyph_rows('\u{1}');
+        for c in "abcdefghijklmnopqrstuvwxyz0123456789 .,'-".chars() {
+            assert_ne!(glyph_rows(c), unknown, "{c:?}");
+        }
+    }
+
+    #[test]
+    fn draws_inside_the_image_only() {
+        let mut image = RgbImage::new(8, 8);
+        draw_text(&mut image, 4, 4, "HI", Rgb([255, 255, 255]));
+        assert!(image.pixels().any(|p| p.0 == [255, 255, 255]));
+    }
+}

@@ -1,0 +1,122 @@
+//! An infinite, indexed dataset: sample `i` of a `(seed, split)` is always the same picture,
+//! scene and caption, whatever order samples are asked for in, so training can resume at any
+//! step and loaders can work in parallel.
+
+use image::RgbImage;
+
+use crate::caption::caption;
+use crate::error::DataError;
+use crate::render::render;
+use crate::rng::SplitMix64;
+use crate::scene::Scene;
+use crate::split::Split;
+
+/// The smallest picture side the glyphs stay legible at.
+pub const MIN_IMAGE_SIZE: u32 = 16;
+/// The picture side kakusan-mini trains on.
+pub const DEFAULT_IMAGE_SIZE: u32 = 64;
+/// The default share of two-object scenes.
+pub const DEFAULT_TWO_OBJECT_FRACTION: f32 = 0.25;
+
+/// One labelled training example.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    /// The rendered picture.
+    pub image: RgbImage,
+    /// Its caption (a training caption: random template and synonyms).
+    pub caption: String,
+    /// What the picture shows: the labels.
+    pub scene: Scene,
+}
+
+/// Procedural samples of one split, addressed by index.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dataset {
+    seed: u64,
+    split: Split,
+    image_size: u32,
+    two_object_fraction: f32,
+}
+
+impl Dataset {
+    /// A dataset of `split` drawn from `seed`, with `image_size`×`image_size` pictures and
+    /// [`DEFAULT_TWO_OBJECT_FRACTION`] of two-object scenes.
+    pub fn new(seed: u64, split: Split, image_size: u32) -> Result<Self, DataError> {
+        if image_size < MIN_IMAGE_SIZE {
+            return Err(DataError::ImageSizeTooSmall {
+                size: image_size,
+                minimum: MIN_IMAGE_SIZE,
+            });
+        }
+        Ok(Self {
+            seed,
+            split,
+            image_size,
+            two_object_fraction: DEFAULT_TWO_OBJECT_FRACTION,
+        })
+    }
+
+    /// The same dataset with `fraction` of two-object scenes (0 for single objects only, as a
+    /// classifier wants).
+    pub fn with_two_object_fraction(mut self, fraction: f32) -> Result<Self, DataError> {
+        if !(0.0..=1.0).contains(&fraction) {
+            return Err(DataError::BadTwoObjectFraction(fraction));
+        }
+        self.two_object_fraction = fraction;
+        Ok(self)
+    }
+
+    /// The seed.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// The split.
+    pub fn split(&self) -> Split {
+        self.split
+    }
+
+    /// The picture side in pixels.
+    pub fn image_size(&self) -> u32 {
+        self.image_size
+    }
+
+    /// The share of two-object scenes.
+    pub fn two_object_fraction(&self) -> f32 {
+        self.two_object_fraction
+    }
+
+    /// The random stream of sample `index`: a function of (seed, split, index) only.
+    fn rng(&self, index: u64) -> SplitMix64 {
+        let split_key = match self.split {
+            Split::Train => 0x0074_7261_696e, // "train"
+            Split::HeldOut => 0x6865_6c64,    // "held"
+        };
+        SplitMix64::for_keys(&[self.seed, split_key, index])
+    }
+
+    /// The scene of sample `index` (cheap: no rendering).
+    pub fn scene(&self, index: u64) -> Scene {
+        Scene::sample(&mut self.rng(index), self.split, self.two_object_fraction)
+    }
+
+    /// Sample `index`.
+    pub fn sample(&self, index: u64) -> Sample {
+        let mut rng = self.rng(index);
+        let scene = Scene::sample(&mut rng, self.split, self.two_object_fraction);
+        let caption = caption(&scene, &mut rng);
+        let image = render(&scene, self.image_size);
+        Sample {
+            image,
+            caption,
+            scene,
+        }
+    }
+
+    /// Samples `start`, `start + 1`, …, `start + n - 1`.
+    pub fn batch(&self, start: u64, n: usize) -> Vec<Sample> {
+        (0..n as u64)
+            .map(|i| self.sample(start.wrapping_add(i)))
+            .collect()
+    }
+}

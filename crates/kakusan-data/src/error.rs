@@ -1,0 +1,41 @@
+//! The errors of the data generator.
+
+use kakusan_core::output::OutputError;
+
+/// Why data could not be generated or written.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    /// The requested picture size is too small to draw legible glyphs.
+    #[error("image size {size} is too small: use at least {minimum} pixels")]
+    ImageSizeTooSmall {
+        /// The size asked for.
+        size: u32,
+        /// The smallest usable size.
+        minimum: u32,
+    },
+    /// The share of two-object scenes is not a probability.
+    #[error("the share of two-object scenes must be between 0 and 1, got {0}")]
+    BadTwoObjectFraction(f32),
+    /// A preview was asked for with nothing to show or no columns.
+    #[error("a preview needs at least one sample and one column (got {count} samples, {columns} columns)")]
+    EmptyPreview {
+        /// Samples asked for.
+        count: usize,
+        /// Columns asked for.
+        columns: usize,
+    },
+    /// The preview is too large to hold in memory as one picture.
+    #[error("a preview of {count} samples is too large; ask for fewer (at most {maximum})")]
+    PreviewTooLarge {
+        /// Samples asked for.
+        count: usize,
+        /// The most allowed.
+        maximum: usize,
+    },
+    /// PNG encoding failed.
+    #[error("could not encode the preview as PNG: {0}")]
+    Encode(#[from] image::ImageError),
+    /// Writing the file failed.
+    #[error(transparent)]
+    Output(#[from] OutputError),
+}
