@@ -25,6 +25,59 @@ pub enum Command {
     Info(InfoArgs),
     /// Time each stage of a generation and report peak memory.
     Bench(BenchArgs),
+    /// Train kakusan-mini's components on the procedural data set.
+    #[command(subcommand)]
+    Train(TrainCommand),
+    /// Look at the procedural training data.
+    #[command(subcommand)]
+    Dataset(DatasetCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TrainCommand {
+    /// Stage 1: the autoencoder. Exports the EMA weights to OUT/vae when done.
+    Vae(TrainArgs),
+    /// Stage 2: text encoder + UNet over a trained VAE. Exports a diffusers folder to
+    /// OUT/model when done.
+    Unet(TrainArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// The run's TOML file (see training/kakusan-mini/*.toml).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Folder for checkpoints, loss.csv, loss.png and the export.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Continue from the newest checkpoint in --out.
+    #[arg(long)]
+    pub resume: bool,
+    /// Stop after this many more steps (checkpointing first) instead of the configured total.
+    #[arg(long)]
+    pub steps: Option<u64>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DatasetCommand {
+    /// Write a grid of procedural pictures with their captions.
+    Preview(DatasetPreviewArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DatasetPreviewArgs {
+    /// The PNG to write.
+    #[arg(long, short = 'o', default_value = "dataset-preview.png")]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    #[arg(long, default_value_t = 24)]
+    pub count: usize,
+    #[arg(long, default_value_t = 6)]
+    pub columns: usize,
+    /// Show the held-out attribute combinations instead of the training ones.
+    #[arg(long)]
+    pub held_out: bool,
 }
 
 /// Where the model comes from and how it runs.

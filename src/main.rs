@@ -3,8 +3,10 @@
 
 mod bench;
 mod cli;
+mod dataset;
 mod generate;
 mod info;
+mod train;
 
 use clap::Parser;
 
@@ -21,6 +23,8 @@ fn main() -> std::process::ExitCode {
         cli::Command::Generate(args) => generate::run(args),
         cli::Command::Info(args) => info::run(args),
         cli::Command::Bench(args) => bench::run(args),
+        cli::Command::Train(cmd) => train::run(cmd),
+        cli::Command::Dataset(cmd) => dataset::run(cmd),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -7,12 +7,14 @@ pub mod adamw;
 pub mod checkpoint;
 pub mod ema;
 pub mod error;
+pub mod export;
 pub mod grad_clip;
 pub mod init;
 pub mod loss_log;
 pub mod loss_plot;
 pub mod lr_schedule;
 pub mod named_vars;
+pub mod run_config;
 pub mod tasks;
 pub mod trainer;
 

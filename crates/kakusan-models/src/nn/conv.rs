@@ -109,10 +109,10 @@ mod tests {
     /// The im2col path against candle's conv2d, forward and all three gradients.
     fn check(c: usize, cout: usize, k: usize, stride: usize, padding: usize, hw: (usize, usize)) {
         let dev = Device::Cpu;
-        let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (2, c, hw.0, hw.1), &dev).unwrap())
-            .unwrap();
-        let w = Var::from_tensor(&Tensor::randn(0f32, 0.3, (cout, c, k, k), &dev).unwrap())
-            .unwrap();
+        let x =
+            Var::from_tensor(&Tensor::randn(0f32, 1.0, (2, c, hw.0, hw.1), &dev).unwrap()).unwrap();
+        let w =
+            Var::from_tensor(&Tensor::randn(0f32, 0.3, (cout, c, k, k), &dev).unwrap()).unwrap();
         let bias = Var::from_tensor(&Tensor::randn(0f32, 0.3, cout, &dev).unwrap()).unwrap();
         let conv = Conv2d {
             weight: w.as_tensor().clone(),
@@ -130,7 +130,12 @@ mod tests {
         assert_eq!(ours.dims(), theirs.dims());
         let r = Tensor::randn(0f32, 1.0, ours.dims(), &dev).unwrap();
         let go = (&ours * &r).unwrap().sum_all().unwrap().backward().unwrap();
-        let gt = (&theirs * &r).unwrap().sum_all().unwrap().backward().unwrap();
+        let gt = (&theirs * &r)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
         let max = |t: &Tensor| -> f32 { t.abs().unwrap().max_all().unwrap().to_scalar().unwrap() };
         // f32 sums of at most c*k*k*2 products in another order: 1e-5 of the magnitude.
         let close = |a: &Tensor, b: &Tensor, what: &str| {

@@ -3,8 +3,8 @@
 //! right only, as diffusers does, so odd sizes round the way the checkpoints expect.
 
 use super::conv2d;
-use candle_core::{Result, Tensor};
 use super::Conv2d;
+use candle_core::{Result, Tensor};
 use candle_nn::{Module, VarBuilder};
 
 /// Halves the spatial size with a strided convolution.

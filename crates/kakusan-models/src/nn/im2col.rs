@@ -86,20 +86,17 @@ impl CustomOp1 for Im2Col {
         let p = self.0;
         let x = f32_data(s, l)?;
         let dims = l.dims();
-        if dims.len() != 4 || dims[1] != p.channels || dims[2] != p.height || dims[3] != p.width
-        {
+        if dims.len() != 4 || dims[1] != p.channels || dims[2] != p.height || dims[3] != p.width {
             bail!("im2col: input {dims:?} does not match {p:?}");
         }
         let (rows, cols) = (p.rows(), p.cols());
         let image_len = p.channels * p.height * p.width;
         let mut out = vec![0f32; dims[0] * rows * cols];
-        out.par_chunks_mut(cols)
-            .enumerate()
-            .for_each(|(i, dst)| {
-                let (b, r) = (i / rows, i % rows);
-                let img = &x[b * image_len..(b + 1) * image_len];
-                p.for_each_tap(r, |col, src| dst[col] = img[src]);
-            });
+        out.par_chunks_mut(cols).enumerate().for_each(|(i, dst)| {
+            let (b, r) = (i / rows, i % rows);
+            let img = &x[b * image_len..(b + 1) * image_len];
+            p.for_each_tap(r, |col, src| dst[col] = img[src]);
+        });
         Ok((CpuStorage::F32(out), Shape::from((dims[0], rows, cols))))
     }
 

@@ -3,9 +3,9 @@
 //! inference) -> `conv2`, added to the input (through a 1x1 `conv_shortcut` when the channel
 //! count changes) and divided by `output_scale_factor`.
 
+use super::Conv2d;
 use super::{conv2d, Activation, GroupNorm};
 use candle_core::{bail, Result, Tensor};
-use super::Conv2d;
 use candle_nn::{Linear, Module, VarBuilder};
 
 /// Shape and options of one residual block.

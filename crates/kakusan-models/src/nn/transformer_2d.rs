@@ -3,9 +3,9 @@
 //! `use_linear_projection`), a stack of `transformer_blocks`, `proj_out` the same way
 //! back, and the input added as a residual.
 
+use super::Conv2d;
 use super::{BasicTransformerBlock, GroupNorm, TransformerBlockConfig};
 use candle_core::{bail, Result, Tensor};
-use super::Conv2d;
 use candle_nn::{Linear, Module, VarBuilder};
 
 /// Group-norm epsilon diffusers fixes for `Transformer2DModel`.

@@ -4,8 +4,8 @@
 //! "nearest")` does: `min(floor(dst * (in / out)), in - 1)` in f32.
 
 use super::conv2d;
-use candle_core::{Result, Tensor};
 use super::Conv2d;
+use candle_core::{Result, Tensor};
 use candle_nn::{Module, VarBuilder};
 
 /// Doubles (or resizes) the spatial size, then convolves.

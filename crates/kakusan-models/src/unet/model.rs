@@ -12,9 +12,9 @@ use super::layout::UNetLayout;
 use super::mid_block::UNetMidBlock2DCrossAttn;
 use super::up_block::UpBlock2D;
 use super::{UNetConfig, UNetError};
+use crate::nn::Conv2d;
 use crate::nn::{conv2d, GroupNorm, TimestepEmbedding, Timesteps};
 use candle_core::{DType, Tensor};
-use crate::nn::Conv2d;
 use candle_nn::{Module, VarBuilder};
 
 /// A down block of either kind.

@@ -9,8 +9,8 @@ use super::encoder::Encoder;
 use super::error::At;
 use super::{VaeConfig, VaeError};
 use crate::nn::conv2d;
-use candle_core::Tensor;
 use crate::nn::Conv2d;
+use candle_core::Tensor;
 use candle_nn::{Module, VarBuilder};
 
 /// diffusers' `AutoencoderKL`.

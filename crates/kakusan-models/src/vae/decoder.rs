@@ -7,9 +7,9 @@ use super::error::At;
 use super::mid_block::VaeMidBlock;
 use super::up_decoder_block::UpDecoderBlock2D;
 use super::{VaeConfig, VaeError};
+use crate::nn::Conv2d;
 use crate::nn::{conv2d, Activation, GroupNorm, ResnetConfig};
 use candle_core::Tensor;
-use crate::nn::Conv2d;
 use candle_nn::{Module, VarBuilder};
 
 /// Latent -> image.

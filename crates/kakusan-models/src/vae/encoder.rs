@@ -6,9 +6,9 @@ use super::down_encoder_block::DownEncoderBlock2D;
 use super::error::At;
 use super::mid_block::VaeMidBlock;
 use super::{VaeConfig, VaeError};
+use crate::nn::Conv2d;
 use crate::nn::{conv2d, Activation, GroupNorm, ResnetConfig};
 use candle_core::Tensor;
-use crate::nn::Conv2d;
 use candle_nn::{Module, VarBuilder};
 
 /// Group-norm epsilon diffusers fixes for the autoencoder.

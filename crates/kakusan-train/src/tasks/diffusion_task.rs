@@ -147,14 +147,17 @@ impl TrainTask for DiffusionTask {
         let posterior = self.vae.encode(&x).map_err(vae_err)?;
         let shape = posterior.mean.dims().to_vec();
         let post_eps = Tensor::from_vec(gen.randn(&shape), shape.as_slice(), &self.device)?;
-        let z = (posterior.sample_with(&post_eps).map_err(vae_err)? * self.scaling_factor)?
-            .detach();
+        let z =
+            (posterior.sample_with(&post_eps).map_err(vae_err)? * self.scaling_factor)?.detach();
         let n = self.alphas_cumprod.len();
         let t: Vec<usize> = (0..b)
             .map(|_| ((uniform(&mut gen) * n as f64) as usize).min(n - 1))
             .collect();
         let per = |f: &dyn Fn(f64) -> f64| -> Result<Tensor> {
-            let v: Vec<f32> = t.iter().map(|&i| f(self.alphas_cumprod[i]) as f32).collect();
+            let v: Vec<f32> = t
+                .iter()
+                .map(|&i| f(self.alphas_cumprod[i]) as f32)
+                .collect();
             Ok(Tensor::from_vec(v, (b, 1, 1, 1), &self.device)?)
         };
         let a = per(&|ac| ac.sqrt())?;

@@ -1,0 +1,165 @@
+//! `kakusan train vae|unet`: runs a training stage from its TOML file with a progress bar,
+//! resumable from the checkpoints in `--out`, and exports the result when the stage is done.
+
+use std::path::Path;
+
+use anyhow::Context;
+use candle_core::Device;
+use indicatif::{ProgressBar, ProgressStyle};
+use kakusan_models::clip::{ClipTextConfig, Tokenizer};
+use kakusan_models::unet::UNetConfig;
+use kakusan_models::vae::{AutoencoderKL, VaeConfig};
+use kakusan_train::run_config::{DiffusionRunConfig, VaeRunConfig};
+use kakusan_train::tasks::{DiffusionTask, ProceduralImages, VaeTask};
+use kakusan_train::{TrainTask, Trainer};
+
+use crate::cli::{TrainArgs, TrainCommand};
+
+pub fn run(cmd: TrainCommand) -> anyhow::Result<()> {
+    match cmd {
+        TrainCommand::Vae(args) => train_vae(&args),
+        TrainCommand::Unet(args) => train_unet(&args),
+    }
+}
+
+fn read_json(path: &Path) -> anyhow::Result<serde_json::Value> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+fn progress_bar(done: u64, total: u64) -> ProgressBar {
+    let bar = ProgressBar::new(total).with_style(
+        ProgressStyle::with_template(
+            "{spinner} training [{bar:30}] {pos}/{len} steps {per_sec} eta {eta} {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_position(done);
+    bar
+}
+
+fn run_stage(
+    task: &mut dyn TrainTask,
+    trainer: &mut Trainer,
+    total: u64,
+    steps: Option<u64>,
+) -> anyhow::Result<()> {
+    let bar = progress_bar(trainer.step(), total);
+    trainer.run(task, steps, &mut |r| {
+        bar.set_position(r.step);
+        bar.set_message(format!("loss {:.4} lr {:.2e}", r.loss, r.lr));
+    })?;
+    bar.finish_and_clear();
+    Ok(())
+}
+
+fn train_vae(args: &TrainArgs) -> anyhow::Result<()> {
+    let config = VaeRunConfig::load(&args.config)?;
+    let device = Device::Cpu;
+    let vae_json = read_json(&config.model.vae_config)?;
+    let vae_config: VaeConfig = serde_json::from_value(vae_json.clone())
+        .with_context(|| format!("{}", config.model.vae_config.display()))?;
+    let data = ProceduralImages::new(&config.data)?;
+    let mut task = VaeTask::new(&vae_config, config.task.clone(), Box::new(data), &device)?;
+    eprintln!("VAE: {} parameters", task.vars().parameter_count());
+    let extra = serde_json::to_value(&config)?;
+    let mut trainer = Trainer::new(
+        task.vars().clone(),
+        config.trainer.clone(),
+        &args.out,
+        args.resume,
+        extra,
+        &device,
+    )?;
+    run_stage(
+        &mut task,
+        &mut trainer,
+        config.trainer.total_steps,
+        args.steps,
+    )?;
+    if trainer.step() >= config.trainer.total_steps {
+        let data = ProceduralImages::new(&config.data)?;
+        let dir = args.out.join("vae");
+        let scale = kakusan_train::export::export_vae(
+            trainer.ema_weights(),
+            &vae_json,
+            &data,
+            &dir,
+            &device,
+        )?;
+        println!("{} (scaling_factor {scale:.5})", dir.display());
+    } else {
+        println!(
+            "stopped at step {} of {}; continue with --resume",
+            trainer.step(),
+            config.trainer.total_steps
+        );
+    }
+    Ok(())
+}
+
+fn train_unet(args: &TrainArgs) -> anyhow::Result<()> {
+    let config = DiffusionRunConfig::load(&args.config)?;
+    let device = Device::Cpu;
+    let m = &config.model;
+    let text_config: ClipTextConfig = serde_json::from_value(read_json(&m.text_encoder_config)?)?;
+    let unet_config: UNetConfig = serde_json::from_value(read_json(&m.unet_config)?)?;
+    let scheduler: kakusan_sampling::SchedulerConfig =
+        serde_json::from_value(read_json(&m.scheduler_config)?)?;
+    let vae_config: VaeConfig = serde_json::from_value(read_json(&m.vae.join("config.json"))?)?;
+    let vae_weights = m.vae.join(kakusan_train::export::WEIGHTS_FILE);
+    let vae_tensors = candle_core::safetensors::load(&vae_weights, &device).with_context(|| {
+        format!(
+            "loading the trained VAE {}; run `kakusan train vae` first",
+            vae_weights.display()
+        )
+    })?;
+    let vae = AutoencoderKL::new(
+        candle_nn::VarBuilder::from_tensors(vae_tensors, candle_core::DType::F32, &device),
+        &vae_config,
+    )?;
+    let tokenizer = Tokenizer::from_folder(&m.tokenizer)?;
+    let alphas = scheduler.discrete_schedule()?.alphas_cumprod().to_vec();
+    let data = ProceduralImages::new(&config.data)?;
+    let mut task = DiffusionTask::new(
+        &text_config,
+        &unet_config,
+        vae,
+        tokenizer,
+        alphas,
+        config.task.clone(),
+        Box::new(data),
+        &device,
+    )?;
+    eprintln!(
+        "text encoder + UNet: {} parameters",
+        task.vars().parameter_count()
+    );
+    let extra = serde_json::to_value(&config)?;
+    let mut trainer = Trainer::new(
+        task.vars().clone(),
+        config.trainer.clone(),
+        &args.out,
+        args.resume,
+        extra,
+        &device,
+    )?;
+    run_stage(
+        &mut task,
+        &mut trainer,
+        config.trainer.total_steps,
+        args.steps,
+    )?;
+    println!(
+        "stopped at step {} of {}{}",
+        trainer.step(),
+        config.trainer.total_steps,
+        if trainer.step() < config.trainer.total_steps {
+            "; continue with --resume"
+        } else {
+            ""
+        }
+    );
+    Ok(())
+}
