@@ -142,6 +142,13 @@ pub struct GenerateArgs {
     /// Also write the final latents as safetensors.
     #[arg(long)]
     pub save_latents: Option<PathBuf>,
+    /// Write the "sandstorm": the noisy sample and the model's guess every few steps, as a
+    /// PNG strip (`steps.png`) or an animation (`steps.gif`), for the first image.
+    #[arg(long)]
+    pub preview: Option<PathBuf>,
+    /// How many steps the preview shows.
+    #[arg(long, default_value_t = 8)]
+    pub preview_frames: usize,
 }
 
 #[derive(Debug, Args)]

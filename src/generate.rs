@@ -59,6 +59,10 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     if let Some(path) = &args.save_latents {
         check_latents_path(path)?;
     }
+    if let Some(path) = &args.preview {
+        check_latents_path(path)?;
+        preview_format(path)?;
+    }
 
     let model = load_model(&args.model)?;
     let (dw, dh) = model.default_size();
@@ -77,10 +81,27 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     );
     bar.set_message("sampling");
     let start = Instant::now();
+    let mut frames = Vec::new();
+    let mut frame_error = None;
+    let mut capture: Vec<usize> = Vec::new();
     let generation = model.generate(&job, &mut |p| {
         bar.set_length(p.total as u64);
         bar.set_position(p.step as u64 + 1);
+        if args.preview.is_some() && frame_error.is_none() {
+            if p.step == 0 {
+                capture = kakusan_pipeline::sandstorm::capture_steps(p.total, args.preview_frames);
+            }
+            if capture.contains(&p.step) {
+                match model.sandstorm_frame(p, 0) {
+                    Ok(f) => frames.push(f),
+                    Err(e) => frame_error = Some(e),
+                }
+            }
+        }
     })?;
+    if let Some(e) = frame_error {
+        return Err(e).context("drawing the preview");
+    }
     bar.finish_and_clear();
     tracing::info!("generated in {:.2}s", start.elapsed().as_secs_f64());
 
@@ -93,6 +114,49 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
             .with_context(|| format!("saving latents to {}", path.display()))?;
         println!("{}", path.display());
     }
+    if let Some(path) = &args.preview {
+        write_preview(path, &frames)?;
+        println!("{}", path.display());
+    }
+    Ok(())
+}
+
+/// Whether the preview is a GIF (else a PNG strip); any other extension is refused.
+fn preview_format(path: &std::path::Path) -> anyhow::Result<bool> {
+    match path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        Some("gif") => Ok(true),
+        Some("png") => Ok(false),
+        _ => anyhow::bail!(
+            "--preview {} must end in .png (a strip) or .gif (an animation)",
+            path.display()
+        ),
+    }
+}
+
+fn write_preview(
+    path: &std::path::Path,
+    frames: &[kakusan_pipeline::sandstorm::SandstormFrame],
+) -> anyhow::Result<()> {
+    let bytes = if preview_format(path)? {
+        kakusan_pipeline::sandstorm::gif(frames, 250)?
+    } else {
+        let strip = kakusan_pipeline::sandstorm::strip(frames);
+        let mut bytes = Vec::new();
+        image::DynamicImage::ImageRgb8(strip)
+            .write_to(
+                &mut std::io::Cursor::new(&mut bytes),
+                image::ImageFormat::Png,
+            )
+            .context("encoding the preview")?;
+        bytes
+    };
+    kakusan_core::output::write_atomically(path, &bytes)
+        .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
 

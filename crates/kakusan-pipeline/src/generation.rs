@@ -15,10 +15,16 @@ use crate::memory_estimate::{available_bytes, estimate_bytes};
 use crate::stable_diffusion::{vae_scale, StableDiffusion};
 
 /// What the pipeline reports after each step.
-pub struct Progress {
+pub struct Progress<'a> {
+    /// 0-based step index.
     pub step: usize,
     pub total: usize,
+    /// The noise level of the sample the model just saw.
     pub sigma: f64,
+    /// That sample, `[B, C, h, w]` in k-diffusion scaling (`x0 + sigma * eps`).
+    pub x: &'a Tensor,
+    /// The model's current guess of the final latents (x0), same shape.
+    pub denoised: &'a Tensor,
 }
 
 /// The result of a job.
@@ -150,25 +156,40 @@ impl StableDiffusion {
                     step: info.step,
                     total,
                     sigma: info.sigma,
+                    x: info.x,
+                    denoised: info.denoised,
                 })
             },
         )?;
         let latents = schedule.final_latents(&x)?;
-        let mut images = Vec::with_capacity(b);
-        for i in 0..b {
-            let z = (latents.narrow(0, i, 1)? / sf)?.to_dtype(self.dtype)?;
-            let decoded = self
-                .vae
-                .decode(&z)
-                .map_err(|e| PipelineError::Config(format!("vae: {e}")))?;
-            images.extend(kakusan_core::image_io::tensor_to_images(
-                &decoded.to_dtype(DType::F32)?,
-            )?);
-        }
+        let images = self.decode_latents(&latents)?;
         Ok(Generation {
             latents,
             images,
             seeds,
         })
+    }
+
+    /// Decodes latents as diffusers returns them (`[B, C, h, w]`, before 1 / scaling_factor)
+    /// to pictures, one image at a time.
+    pub fn decode_latents(&self, latents: &Tensor) -> Result<Vec<RgbImage>> {
+        let sf = self.vae_config.scaling_factor;
+        let b = latents.dim(0)?;
+        let mut images = Vec::with_capacity(b);
+        for i in 0..b {
+            let z = (latents.narrow(0, i, 1)?.to_dtype(DType::F32)? / sf)?
+                .to_device(&self.device)?
+                .to_dtype(self.dtype)?;
+            let decoded = self
+                .vae
+                .decode(&z)
+                .map_err(|e| PipelineError::Config(format!("vae: {e}")))?;
+            images.extend(kakusan_core::image_io::tensor_to_images(
+                &decoded
+                    .to_dtype(DType::F32)?
+                    .to_device(&candle_core::Device::Cpu)?,
+            )?);
+        }
+        Ok(images)
     }
 }

@@ -8,6 +8,7 @@ pub mod generation;
 pub mod guidance;
 pub mod job;
 pub mod memory_estimate;
+pub mod sandstorm;
 pub mod save;
 pub mod stable_diffusion;
 
