@@ -1,6 +1,7 @@
 //! The `kakusan` command line: parses arguments into a `Job`, runs it through the pipeline,
 //! shows progress, writes the outputs and turns errors into one line and a non-zero exit.
 
+mod allocator;
 mod bench;
 mod cli;
 mod dataset;
@@ -11,6 +12,7 @@ mod train;
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
+    allocator::tune_for_tensors();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("KAKUSAN_LOG")
