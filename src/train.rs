@@ -151,6 +151,22 @@ fn train_unet(args: &TrainArgs) -> anyhow::Result<()> {
         config.trainer.total_steps,
         args.steps,
     )?;
+    // The EMA weights as a diffusers folder, after every session (a partly trained model
+    // can be looked at with `kakusan generate --model OUT/model`).
+    let model_dir = args.out.join("model");
+    kakusan_train::export::export_pipeline(
+        trainer.ema_weights(),
+        &kakusan_train::export::PipelineParts {
+            text_encoder_config: &read_json(&m.text_encoder_config)?,
+            unet_config: &read_json(&m.unet_config)?,
+            scheduler_config: &read_json(&m.scheduler_config)?,
+            vae_dir: &m.vae,
+            tokenizer_dir: &m.tokenizer,
+        },
+        &model_dir,
+        true,
+    )?;
+    println!("{}", model_dir.display());
     println!(
         "stopped at step {} of {}{}",
         trainer.step(),

@@ -92,3 +92,113 @@ pub fn export_vae(
     write_component(dir, &out, weights, WEIGHTS_FILE)?;
     Ok(scale)
 }
+
+/// The parts of a diffusers `StableDiffusionPipeline` folder besides the trained weights.
+pub struct PipelineParts<'a> {
+    pub text_encoder_config: &'a serde_json::Value,
+    pub unet_config: &'a serde_json::Value,
+    pub scheduler_config: &'a serde_json::Value,
+    /// The trained VAE folder (`config.json` + weights), copied as it is.
+    pub vae_dir: &'a Path,
+    /// The tokenizer folder, copied as it is.
+    pub tokenizer_dir: &'a Path,
+}
+
+/// Splits `prefix.name` weights into the component's own names, in half precision when
+/// `f16` (the shipped model: half the size; kakusan and diffusers load it into f32).
+fn component_weights(
+    weights: &HashMap<String, Tensor>,
+    prefix: &str,
+    f16: bool,
+) -> Result<HashMap<String, Tensor>> {
+    weights
+        .iter()
+        .filter_map(|(k, v)| k.strip_prefix(prefix).map(|n| (n.to_string(), v)))
+        .map(|(n, v)| {
+            let t = if f16 {
+                v.to_dtype(DType::F16)?
+            } else {
+                v.clone()
+            };
+            Ok((n, t))
+        })
+        .collect()
+}
+
+fn copy_dir(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to).map_err(io_at(to))?;
+    for entry in std::fs::read_dir(from).map_err(io_at(from))? {
+        let entry = entry.map_err(io_at(from))?;
+        let path = entry.path();
+        if path.is_file() {
+            std::fs::copy(&path, to.join(entry.file_name())).map_err(io_at(&path))?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes a complete diffusers folder to `dir` (replacing it) from the text encoder + UNet
+/// weights (`text_encoder.*`, `unet.*`), the VAE and tokenizer folders and the configs.
+pub fn export_pipeline(
+    weights: &HashMap<String, Tensor>,
+    parts: &PipelineParts<'_>,
+    dir: &Path,
+    f16: bool,
+) -> Result<()> {
+    let parent = dir.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(io_at(parent))?;
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "model".into());
+    let tmp = parent.join(format!(".{name}.{}.tmp", std::process::id()));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(io_at(&tmp))?;
+    }
+    let text = component_weights(weights, crate::tasks::diffusion_task::TEXT_PREFIX, f16)?;
+    let unet = component_weights(weights, crate::tasks::diffusion_task::UNET_PREFIX, f16)?;
+    write_component(
+        &tmp.join("text_encoder"),
+        parts.text_encoder_config,
+        &text,
+        "model.safetensors",
+    )?;
+    write_component(&tmp.join("unet"), parts.unet_config, &unet, WEIGHTS_FILE)?;
+    // The VAE in the same precision as the rest.
+    let vae_weights =
+        candle_core::safetensors::load(parts.vae_dir.join(WEIGHTS_FILE), &Device::Cpu)?;
+    let vae_weights = vae_weights
+        .into_iter()
+        .map(|(k, v)| Ok((k, if f16 { v.to_dtype(DType::F16)? } else { v })))
+        .collect::<Result<HashMap<_, _>>>()?;
+    let vae_config: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(parts.vae_dir.join("config.json")).map_err(io_at(parts.vae_dir))?,
+    )
+    .map_err(|e| TrainError::Config(format!("vae config: {e}")))?;
+    write_component(&tmp.join("vae"), &vae_config, &vae_weights, WEIGHTS_FILE)?;
+    copy_dir(parts.tokenizer_dir, &tmp.join("tokenizer"))?;
+    let sched_dir = tmp.join("scheduler");
+    std::fs::create_dir_all(&sched_dir).map_err(io_at(&sched_dir))?;
+    let sched = serde_json::to_vec_pretty(parts.scheduler_config)
+        .map_err(|e| TrainError::Config(e.to_string()))?;
+    std::fs::write(sched_dir.join("scheduler_config.json"), sched).map_err(io_at(&sched_dir))?;
+    let index = serde_json::json!({
+        "_class_name": "StableDiffusionPipeline",
+        "_diffusers_version": "0.42.1",
+        "feature_extractor": [null, null],
+        "requires_safety_checker": false,
+        "safety_checker": [null, null],
+        "scheduler": ["diffusers", parts.scheduler_config.get("_class_name").and_then(|v| v.as_str()).unwrap_or("EulerDiscreteScheduler")],
+        "text_encoder": ["transformers", "CLIPTextModel"],
+        "tokenizer": ["transformers", "CLIPTokenizer"],
+        "unet": ["diffusers", "UNet2DConditionModel"],
+        "vae": ["diffusers", "AutoencoderKL"]
+    });
+    let index = serde_json::to_vec_pretty(&index).map_err(|e| TrainError::Config(e.to_string()))?;
+    std::fs::write(tmp.join("model_index.json"), index).map_err(io_at(&tmp))?;
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).map_err(io_at(dir))?;
+    }
+    std::fs::rename(&tmp, dir).map_err(io_at(dir))?;
+    Ok(())
+}
