@@ -19,6 +19,7 @@ pub mod derived_config;
 pub mod detect;
 pub mod error;
 pub mod hash;
+pub mod hash_cache;
 pub mod model_source;
 pub mod names;
 pub mod store;

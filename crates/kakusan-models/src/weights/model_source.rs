@@ -231,12 +231,16 @@ impl ModelSource {
         &self.hashed_file
     }
 
-    /// The full SHA-256 (hex) of [`Self::hashed_file`], computed once (reads the whole file).
+    /// The full SHA-256 (hex) of [`Self::hashed_file`], computed once (reads the whole file)
+    /// and remembered in the user's hash cache (see `hash_cache`) for later loads.
     pub fn sha256(&self) -> Result<&str> {
         if let Some(sha) = self.sha256.get() {
             return Ok(sha);
         }
-        let sha = sha256_file(&self.hashed_file)?;
+        let sha = match super::hash_cache::HashCache::default_location() {
+            Some(cache) => cache.sha256(&self.hashed_file)?,
+            None => sha256_file(&self.hashed_file)?,
+        };
         Ok(self.sha256.get_or_init(|| sha))
     }
 
