@@ -31,6 +31,33 @@ pub enum Command {
     /// Look at the procedural training data.
     #[command(subcommand)]
     Dataset(DatasetCommand),
+    /// Measure prompt adherence: generate held-out prompts with fixed seeds and let the
+    /// evaluator read what was drawn.
+    Eval(EvalArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// The evaluator folder (default: the shipped models/kakusan-eval).
+    #[arg(long)]
+    pub evaluator: Option<PathBuf>,
+    /// Number of prompts (a quarter of them two-object).
+    #[arg(long, default_value_t = 200)]
+    pub count: usize,
+    /// Seed of the prompt set; prompt i is generated with seed `seed * 1000 + i`.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    #[arg(long, default_value_t = 20)]
+    pub steps: usize,
+    #[arg(long, default_value_t = 7.0)]
+    pub cfg: f64,
+    #[arg(long, default_value = "Euler a")]
+    pub sampler: String,
+    /// The grid of generated pictures with their prompts and misses.
+    #[arg(long, default_value = "eval-grid.png")]
+    pub grid: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]
@@ -40,6 +67,8 @@ pub enum TrainCommand {
     /// Stage 2: text encoder + UNet over a trained VAE. Exports a diffusers folder to
     /// OUT/model when done.
     Unet(TrainArgs),
+    /// The evaluator's attribute classifier. Exports it to OUT/model.
+    Classifier(TrainArgs),
 }
 
 #[derive(Debug, Args)]

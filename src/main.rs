@@ -5,6 +5,7 @@ mod allocator;
 mod bench;
 mod cli;
 mod dataset;
+mod eval;
 mod generate;
 mod info;
 mod train;
@@ -30,6 +31,7 @@ fn main() -> std::process::ExitCode {
         cli::Command::Bench(args) => bench::run(args),
         cli::Command::Train(cmd) => train::run(cmd),
         cli::Command::Dataset(cmd) => dataset::run(cmd),
+        cli::Command::Eval(args) => eval::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

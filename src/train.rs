@@ -19,6 +19,7 @@ pub fn run(cmd: TrainCommand) -> anyhow::Result<()> {
     match cmd {
         TrainCommand::Vae(args) => train_vae(&args),
         TrainCommand::Unet(args) => train_unet(&args),
+        TrainCommand::Classifier(args) => train_classifier(&args),
     }
 }
 
@@ -177,5 +178,24 @@ fn train_unet(args: &TrainArgs) -> anyhow::Result<()> {
             ""
         }
     );
+    Ok(())
+}
+
+fn train_classifier(args: &TrainArgs) -> anyhow::Result<()> {
+    let bar = progress_bar(0, 0);
+    let run = kakusan_eval::train_classifier(
+        &args.config,
+        &args.out,
+        args.resume,
+        args.steps,
+        &mut |r| {
+            bar.set_length(r.total);
+            bar.set_position(r.step);
+            bar.set_message(format!("loss {:.4} lr {:.2e}", r.loss, r.lr));
+        },
+    )?;
+    bar.finish_and_clear();
+    println!("{}", run.model_dir.display());
+    println!("stopped at step {} of {}", run.step, run.total_steps);
     Ok(())
 }

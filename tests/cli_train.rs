@@ -126,4 +126,30 @@ fn train_both_stages_then_generate_with_the_export() {
     let img = image::open(&png).unwrap();
     // The model's native size comes from its UNet sample size times the VAE's factor.
     assert_eq!((img.width(), img.height()), (64, 64));
+
+    // The adherence report runs on the export (an untrained model: only the format is
+    // checked here; the thresholds are asserted on the shipped model).
+    let grid = tmp.path().join("grid.png");
+    let out = ok(&kakusan(&[
+        "eval",
+        "--model",
+        &s(&model),
+        "--count",
+        "4",
+        "--steps",
+        "2",
+        "--grid",
+        &s(&grid),
+    ]));
+    for word in [
+        "glyph",
+        "colour",
+        "background",
+        "position",
+        "size",
+        "one object",
+    ] {
+        assert!(out.contains(word), "{word} missing in {out}");
+    }
+    assert!(image::open(&grid).is_ok());
 }

@@ -12,6 +12,7 @@
 //! [`evaluate`] (held-out accuracy, [`Evaluator`] for finished pictures), [`run`] (the TOML
 //! run config, training and export), [`error`].
 
+pub mod adherence;
 pub mod attribute;
 pub mod classifier;
 pub mod error;
@@ -20,6 +21,7 @@ pub mod run;
 pub mod task;
 pub mod view;
 
+pub use adherence::{held_out_cases, Adherence, EvalCase, Tally};
 pub use attribute::{Attribute, Labels};
 pub use classifier::{Classifier, ClassifierConfig, Logits};
 pub use error::{EvalError, Result};
