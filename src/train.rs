@@ -11,7 +11,7 @@ use kakusan_models::unet::UNetConfig;
 use kakusan_models::vae::{AutoencoderKL, VaeConfig};
 use kakusan_train::run_config::{DiffusionRunConfig, VaeRunConfig};
 use kakusan_train::tasks::{DiffusionTask, ProceduralImages, VaeTask};
-use kakusan_train::{TrainTask, Trainer};
+use kakusan_train::{TrainTask, Trainer, TrainerConfig};
 
 use crate::cli::{TrainArgs, TrainCommand};
 
@@ -40,19 +40,30 @@ fn progress_bar(done: u64, total: u64) -> ProgressBar {
     bar
 }
 
+/// Sets up the run in `args.out` (resuming if asked) and trains until the configured total
+/// or `args.steps` more steps, with a progress bar. Returns the trainer (for the export).
 fn run_stage(
     task: &mut dyn TrainTask,
-    trainer: &mut Trainer,
-    total: u64,
-    steps: Option<u64>,
-) -> anyhow::Result<()> {
-    let bar = progress_bar(trainer.step(), total);
-    trainer.run(task, steps, &mut |r| {
+    config: &TrainerConfig,
+    extra: serde_json::Value,
+    args: &TrainArgs,
+    device: &Device,
+) -> anyhow::Result<Trainer> {
+    let mut trainer = Trainer::new(
+        task.vars().clone(),
+        config.clone(),
+        &args.out,
+        args.resume,
+        extra,
+        device,
+    )?;
+    let bar = progress_bar(trainer.step(), config.total_steps);
+    trainer.run(task, args.steps, &mut |r| {
         bar.set_position(r.step);
         bar.set_message(format!("loss {:.4} lr {:.2e}", r.loss, r.lr));
     })?;
     bar.finish_and_clear();
-    Ok(())
+    Ok(trainer)
 }
 
 fn train_vae(args: &TrainArgs) -> anyhow::Result<()> {
@@ -64,20 +75,12 @@ fn train_vae(args: &TrainArgs) -> anyhow::Result<()> {
     let data = ProceduralImages::new(&config.data)?;
     let mut task = VaeTask::new(&vae_config, config.task.clone(), Box::new(data), &device)?;
     eprintln!("VAE: {} parameters", task.vars().parameter_count());
-    let extra = serde_json::to_value(&config)?;
-    let mut trainer = Trainer::new(
-        task.vars().clone(),
-        config.trainer.clone(),
-        &args.out,
-        args.resume,
-        extra,
-        &device,
-    )?;
-    run_stage(
+    let trainer = run_stage(
         &mut task,
-        &mut trainer,
-        config.trainer.total_steps,
-        args.steps,
+        &config.trainer,
+        serde_json::to_value(&config)?,
+        args,
+        &device,
     )?;
     if trainer.step() >= config.trainer.total_steps {
         let data = ProceduralImages::new(&config.data)?;
@@ -137,20 +140,12 @@ fn train_unet(args: &TrainArgs) -> anyhow::Result<()> {
         "text encoder + UNet: {} parameters",
         task.vars().parameter_count()
     );
-    let extra = serde_json::to_value(&config)?;
-    let mut trainer = Trainer::new(
-        task.vars().clone(),
-        config.trainer.clone(),
-        &args.out,
-        args.resume,
-        extra,
-        &device,
-    )?;
-    run_stage(
+    let trainer = run_stage(
         &mut task,
-        &mut trainer,
-        config.trainer.total_steps,
-        args.steps,
+        &config.trainer,
+        serde_json::to_value(&config)?,
+        args,
+        &device,
     )?;
     // The EMA weights as a diffusers folder, after every session (a partly trained model
     // can be looked at with `kakusan generate --model OUT/model`).
