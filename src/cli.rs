@@ -124,6 +124,10 @@ pub struct ModelArgs {
     /// Override the detected prediction type: eps or v.
     #[arg(long)]
     pub prediction: Option<String>,
+    /// For a single-file checkpoint of a non-standard model: a diffusers folder whose
+    /// configs (head counts, norm groups, ...) to use with its weights.
+    #[arg(long)]
+    pub config_from: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]

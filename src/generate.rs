@@ -206,13 +206,23 @@ pub fn load_model(args: &ModelArgs) -> anyhow::Result<StableDiffusion> {
         device,
         dtype,
         prediction: args.prediction.as_deref().map(str::parse).transpose()?,
-        ..Default::default()
+        config_from: args.config_from.clone(),
     };
     let spinner = ProgressBar::new_spinner().with_message(format!("loading {}", path.display()));
     spinner.enable_steady_tick(std::time::Duration::from_millis(120));
     let model = StableDiffusion::load(&path, &opts);
     spinner.finish_and_clear();
-    Ok(model?)
+    match model {
+        Err(kakusan_pipeline::PipelineError::Config(msg))
+            if path.is_file() && args.config_from.is_none() =>
+        {
+            anyhow::bail!(
+                "{msg} (the configs derived from this single file do not fit its weights; if it \
+                 is a non-standard model, give a diffusers folder with its configs via --config-from)"
+            )
+        }
+        other => Ok(other?),
+    }
 }
 
 fn random_seed() -> u64 {
