@@ -82,25 +82,24 @@ fn train_vae(args: &TrainArgs) -> anyhow::Result<()> {
         args,
         &device,
     )?;
-    if trainer.step() >= config.trainer.total_steps {
-        let data = ProceduralImages::new(&config.data)?;
-        let dir = args.out.join("vae");
-        let scale = kakusan_train::export::export_vae(
-            trainer.ema_weights(),
-            &vae_json,
-            &data,
-            &dir,
-            &device,
-        )?;
-        println!("{} (scaling_factor {scale:.5})", dir.display());
-    } else {
-        println!(
-            "stopped at step {} of {}; continue with --resume",
-            trainer.step(),
-            config.trainer.total_steps
-        );
-    }
+    // The EMA weights with a measured scaling factor, after every run (a partly trained VAE
+    // can be inspected, and the UNet stage always finds OUT/vae).
+    let data = ProceduralImages::new(&config.data)?;
+    let dir = args.out.join("vae");
+    let scale =
+        kakusan_train::export::export_vae(trainer.ema_weights(), &vae_json, &data, &dir, &device)?;
+    println!("{} (scaling_factor {scale:.5})", dir.display());
+    print_stop(trainer.step(), config.trainer.total_steps);
     Ok(())
+}
+
+/// Where a run stopped, and how to continue it.
+fn print_stop(step: u64, total: u64) {
+    if step < total {
+        println!("stopped at step {step} of {total}; continue with --resume");
+    } else {
+        println!("finished: step {step} of {total}");
+    }
 }
 
 fn train_unet(args: &TrainArgs) -> anyhow::Result<()> {
@@ -163,16 +162,7 @@ fn train_unet(args: &TrainArgs) -> anyhow::Result<()> {
         true,
     )?;
     println!("{}", model_dir.display());
-    println!(
-        "stopped at step {} of {}{}",
-        trainer.step(),
-        config.trainer.total_steps,
-        if trainer.step() < config.trainer.total_steps {
-            "; continue with --resume"
-        } else {
-            ""
-        }
-    );
+    print_stop(trainer.step(), config.trainer.total_steps);
     Ok(())
 }
 
@@ -191,6 +181,6 @@ fn train_classifier(args: &TrainArgs) -> anyhow::Result<()> {
     )?;
     bar.finish_and_clear();
     println!("{}", run.model_dir.display());
-    println!("stopped at step {} of {}", run.step, run.total_steps);
+    print_stop(run.step, run.total_steps);
     Ok(())
 }
