@@ -58,6 +58,11 @@ pub struct EvalArgs {
     /// The grid of generated pictures with their prompts and misses.
     #[arg(long, default_value = "eval-grid.png")]
     pub grid: PathBuf,
+    /// Instead of generating: judge a VAE folder (config.json + weights, what `kakusan
+    /// train vae` exports) by how well the evaluator reads its reconstructions of held-out
+    /// one-object pictures.
+    #[arg(long)]
+    pub reconstruct: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -25,6 +25,9 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     let evaluator_dir = args.evaluator.clone().unwrap_or_else(default_evaluator);
     let evaluator = Evaluator::load(&evaluator_dir)
         .with_context(|| format!("loading the evaluator {}", evaluator_dir.display()))?;
+    if let Some(vae_dir) = &args.reconstruct {
+        return reconstruction(&args, vae_dir, &evaluator);
+    }
     let model = load_model(&args.model)?;
     let (width, height) = model.default_size();
     let cases = held_out_cases(args.count, args.seed)?;
@@ -76,7 +79,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         };
         grid.push(Sample {
             image,
-            caption: format!("[{verdict}] {}", case.prompt),
+            caption: format!("{verdict}: {}", case.prompt),
             scene: case.scene.clone(),
         });
         bar.inc(1);
@@ -92,7 +95,68 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         args.cfg
     );
     print!("{adherence}");
-    let picture = kakusan_data::preview_grid(&grid, 10);
+    write_grid(&grid, &args.grid)
+}
+
+/// How well the evaluator reads a VAE's reconstructions of held-out one-object pictures:
+/// the VAE's quality gate before a UNet is trained on its latents.
+fn reconstruction(
+    args: &EvalArgs,
+    vae_dir: &std::path::Path,
+    evaluator: &Evaluator,
+) -> anyhow::Result<()> {
+    use candle_core::{DType, Device};
+    let device = Device::Cpu;
+    let config: kakusan_models::vae::VaeConfig = serde_json::from_slice(
+        &std::fs::read(vae_dir.join("config.json"))
+            .with_context(|| format!("reading {}/config.json", vae_dir.display()))?,
+    )?;
+    let weights = vae_dir.join(kakusan_train::export::WEIGHTS_FILE);
+    let tensors = candle_core::safetensors::load(&weights, &device)
+        .with_context(|| format!("loading {}", weights.display()))?;
+    let vae = kakusan_models::vae::AutoencoderKL::new(
+        candle_nn::VarBuilder::from_tensors(tensors, DType::F32, &device),
+        &config,
+    )?;
+    let data = kakusan_data::Dataset::new(args.seed, kakusan_data::Split::HeldOut, 64)?
+        .with_two_object_fraction(0.0)?;
+    let mut adherence = Adherence::default();
+    let mut grid = Vec::new();
+    let mut l1 = 0f64;
+    for start in (0..args.count).step_by(16) {
+        let n = 16.min(args.count - start);
+        let samples: Vec<Sample> = (start..start + n).map(|i| data.sample(i as u64)).collect();
+        let images: Vec<_> = samples.iter().map(|s| s.image.clone()).collect();
+        let x = kakusan_core::image_io::images_to_tensor(&images)?;
+        let z = vae.encode(&x)?.mode().clone();
+        let y = vae.decode(&z)?;
+        l1 += (&y - &x)?.abs()?.mean_all()?.to_scalar::<f32>()? as f64 * n as f64;
+        let recon = kakusan_core::image_io::tensor_to_images(&y)?;
+        let predictions = evaluator.classify(&recon)?;
+        for (p, (s, r)) in predictions.iter().zip(samples.into_iter().zip(recon)) {
+            let missed = adherence.record_single(&s.scene, p);
+            if grid.len() < 40 {
+                let verdict = if missed.is_empty() { "ok" } else { "missed" };
+                grid.push(Sample {
+                    image: r,
+                    caption: format!("{verdict}: {}", s.caption),
+                    scene: s.scene,
+                });
+            }
+        }
+    }
+    println!(
+        "VAE {}: mean L1 {:.4} on {} held-out pictures ([-1, 1] scale); the evaluator on its reconstructions:",
+        vae_dir.display(),
+        l1 / args.count as f64,
+        args.count
+    );
+    print!("{adherence}");
+    write_grid(&grid, &args.grid)
+}
+
+fn write_grid(grid: &[Sample], path: &std::path::Path) -> anyhow::Result<()> {
+    let picture = kakusan_data::preview_grid(grid, 10);
     let mut bytes = Vec::new();
     image::DynamicImage::ImageRgb8(picture)
         .write_to(
@@ -100,8 +164,8 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
             image::ImageFormat::Png,
         )
         .context("encoding the grid")?;
-    kakusan_core::output::write_atomically(&args.grid, &bytes)
-        .with_context(|| format!("writing {}", args.grid.display()))?;
-    println!("{}", args.grid.display());
+    kakusan_core::output::write_atomically(path, &bytes)
+        .with_context(|| format!("writing {}", path.display()))?;
+    println!("{}", path.display());
     Ok(())
 }
