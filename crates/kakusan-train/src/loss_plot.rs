@@ -1,16 +1,18 @@
 //! The loss curve as a PNG: raw loss in light grey, its moving average in blue, on a log
-//! scale, with horizontal grid lines at each power of ten.
+//! scale, with horizontal grid lines at each power of ten, labelled, and the step range
+//! and last smoothed loss written underneath.
 
 use std::path::Path;
 
 use image::{Rgb, RgbImage};
+use kakusan_data::bitmap_font::draw_text;
 
 use crate::error::Result;
 use crate::loss_log::LossRow;
 
 const W: u32 = 800;
 const H: u32 = 400;
-const MARGIN: u32 = 20;
+const MARGIN: u32 = 40;
 
 /// Draws `rows` to an image.
 pub fn render(rows: &[LossRow]) -> RgbImage {
@@ -47,6 +49,8 @@ pub fn render(rows: &[LossRow]) -> RgbImage {
         for x in MARGIN..W - MARGIN {
             img.put_pixel(x, y.min(H - 1), Rgb([210, 210, 210]));
         }
+        let label = format!("1e{}", decade as i32);
+        draw_text(&mut img, 2, y.saturating_sub(3), &label, Rgb([90, 90, 90]));
         decade += 1.0;
     }
     draw_polyline(
@@ -64,6 +68,19 @@ pub fn render(rows: &[LossRow]) -> RgbImage {
         })
         .collect();
     draw_polyline(&mut img, smooth.into_iter(), Rgb([20, 70, 200]));
+    let caption = format!(
+        "loss (log scale), steps {} to {}, smoothed last {:.4}",
+        x0 as u64,
+        x1 as u64,
+        10f64.powf(avg)
+    );
+    draw_text(
+        &mut img,
+        MARGIN,
+        H - MARGIN + 12,
+        &caption,
+        Rgb([40, 40, 40]),
+    );
     img
 }
 
