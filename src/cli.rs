@@ -90,6 +90,11 @@ pub struct TrainArgs {
     /// Stop after this many more steps (checkpointing first) instead of the configured total.
     #[arg(long)]
     pub steps: Option<u64>,
+    /// Start from trained weights instead of a fresh initialisation (fine-tuning, or
+    /// continuing from an exported intermediate): a VAE folder for `vae`, a diffusers model
+    /// folder for `unet`. Ignored when --resume finds a checkpoint.
+    #[arg(long)]
+    pub init: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -74,6 +74,12 @@ fn train_vae(args: &TrainArgs) -> anyhow::Result<()> {
         .with_context(|| format!("{}", config.model.vae_config.display()))?;
     let data = ProceduralImages::new(&config.data)?;
     let mut task = VaeTask::new(&vae_config, config.task.clone(), Box::new(data), &device)?;
+    if let Some(init) = &args.init {
+        let file = init.join(kakusan_train::export::WEIGHTS_FILE);
+        let weights = candle_core::safetensors::load(&file, &device)
+            .with_context(|| format!("loading initial weights {}", file.display()))?;
+        kakusan_train::init::load_initial_weights(task.vars(), &weights)?;
+    }
     eprintln!("VAE: {} parameters", task.vars().parameter_count());
     let trainer = run_stage(
         &mut task,
@@ -139,6 +145,24 @@ fn train_unet(args: &TrainArgs) -> anyhow::Result<()> {
         "text encoder + UNet: {} parameters",
         task.vars().parameter_count()
     );
+    if let Some(init) = &args.init {
+        let mut weights = std::collections::HashMap::new();
+        for (prefix, file) in [
+            (
+                kakusan_train::tasks::diffusion_task::TEXT_PREFIX,
+                init.join("text_encoder/model.safetensors"),
+            ),
+            (
+                kakusan_train::tasks::diffusion_task::UNET_PREFIX,
+                init.join("unet").join(kakusan_train::export::WEIGHTS_FILE),
+            ),
+        ] {
+            let part = candle_core::safetensors::load(&file, &device)
+                .with_context(|| format!("loading initial weights {}", file.display()))?;
+            weights.extend(part.into_iter().map(|(k, v)| (format!("{prefix}{k}"), v)));
+        }
+        kakusan_train::init::load_initial_weights(task.vars(), &weights)?;
+    }
     let trainer = run_stage(
         &mut task,
         &config.trainer,
