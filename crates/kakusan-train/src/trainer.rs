@@ -326,6 +326,17 @@ mod tests {
         }
     }
 
+    fn start(task: &LineFit, total: u64, dir: &std::path::Path, resume: bool) -> Result<Trainer> {
+        Trainer::new(
+            task.vars.clone(),
+            config(total),
+            dir,
+            resume,
+            serde_json::Value::Null,
+            &Device::Cpu,
+        )
+    }
+
     fn values(task: &LineFit) -> (f32, f32) {
         let w: Vec<f32> = task.w.to_vec1().unwrap();
         let b: Vec<f32> = task.b.to_vec1().unwrap();
@@ -336,15 +347,7 @@ mod tests {
     fn learns_and_a_killed_run_resumes_to_the_same_weights() {
         let tmp = tempfile::tempdir().unwrap();
         let mut straight = LineFit::new();
-        let mut t = Trainer::new(
-            straight.vars.clone(),
-            config(300),
-            &tmp.path().join("a"),
-            false,
-            serde_json::Value::Null,
-            &Device::Cpu,
-        )
-        .unwrap();
+        let mut t = start(&straight, 300, &tmp.path().join("a"), false).unwrap();
         t.run(&mut straight, None, &mut |_| {}).unwrap();
         let (w, b) = values(&straight);
         assert!(
@@ -355,30 +358,14 @@ mod tests {
         // The same run "killed" after 17 steps (last checkpoint at 14), then resumed.
         let dir = tmp.path().join("b");
         let mut first = LineFit::new();
-        let mut t = Trainer::new(
-            first.vars.clone(),
-            config(300),
-            &dir,
-            false,
-            serde_json::Value::Null,
-            &Device::Cpu,
-        )
-        .unwrap();
+        let mut t = start(&first, 300, &dir, false).unwrap();
         t.run(&mut first, Some(17), &mut |_| {}).unwrap();
         // stop_after saves at the end too; remove that checkpoint to simulate a kill at 17.
         std::fs::remove_dir_all(dir.join("checkpoints/step-00000017")).unwrap();
         let latest = serde_json::json!({"step": 14, "folder": "step-00000014"});
         std::fs::write(dir.join("checkpoints/latest.json"), latest.to_string()).unwrap();
         let mut second = LineFit::new();
-        let mut t = Trainer::new(
-            second.vars.clone(),
-            config(300),
-            &dir,
-            true,
-            serde_json::Value::Null,
-            &Device::Cpu,
-        )
-        .unwrap();
+        let mut t = start(&second, 300, &dir, true).unwrap();
         assert_eq!(t.step(), 14);
         t.run(&mut second, None, &mut |_| {}).unwrap();
         assert_eq!(values(&second), values(&straight));
@@ -392,27 +379,12 @@ mod tests {
     fn refuses_to_overwrite_a_run_without_resume() {
         let tmp = tempfile::tempdir().unwrap();
         let mut task = LineFit::new();
-        let mut t = Trainer::new(
-            task.vars.clone(),
-            config(3),
-            tmp.path(),
-            false,
-            serde_json::Value::Null,
-            &Device::Cpu,
-        )
-        .unwrap();
+        let mut t = start(&task, 3, tmp.path(), false).unwrap();
         t.run(&mut task, None, &mut |_| {}).unwrap();
-        let err = Trainer::new(
-            task.vars.clone(),
-            config(3),
-            tmp.path(),
-            false,
-            serde_json::Value::Null,
-            &Device::Cpu,
-        )
-        .err()
-        .unwrap()
-        .to_string();
+        let err = start(&task, 3, tmp.path(), false)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.contains("--resume"), "{err}");
     }
 }
