@@ -346,14 +346,7 @@ mod tests {
         for max_scores in [60, 10, 1] {
             let sliced = attention_in_slices(&q, &k, &v, 0.3, false, max_scores).unwrap();
             assert_eq!(sliced.dims(), whole.dims());
-            let diff: f32 = (&whole - sliced)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar()
-                .unwrap();
+            let diff = crate::nn::test_util::max_abs_diff(&whole, &sliced);
             assert_eq!(diff, 0.0, "max_scores {max_scores}");
         }
     }

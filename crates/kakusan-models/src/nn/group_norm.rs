@@ -196,14 +196,7 @@ mod tests {
         let norm = GroupNorm::from_tensors(w, b, 4, 1e-6).unwrap();
         let fused = norm.forward(&x).unwrap();
         let plain = norm.forward_tensor_ops(&x).unwrap();
-        let diff: f32 = (fused - plain)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar()
-            .unwrap();
+        let diff = crate::nn::test_util::max_abs_diff(&fused, &plain);
         assert_eq!(diff, 0.0);
     }
 
@@ -241,15 +234,8 @@ mod tests {
         for (name, v) in [("x", &x), ("weight", &w), ("bias", &b)] {
             let a = gf.get(v.as_tensor()).unwrap();
             let e = gp.get(v.as_tensor()).unwrap();
-            let scale: f32 = e.abs().unwrap().max_all().unwrap().to_scalar().unwrap();
-            let diff: f32 = (a - e)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar()
-                .unwrap();
+            let scale = crate::nn::test_util::max_abs(e);
+            let diff = crate::nn::test_util::max_abs_diff(a, e);
             // Both are f32 results of f64-accumulated sums of ~100 terms: 1e-5 relative.
             assert!(
                 diff <= 1e-5 * scale.max(1.0),

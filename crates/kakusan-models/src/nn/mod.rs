@@ -36,3 +36,19 @@ pub use timesteps::{timestep_frequencies, timestep_sinusoids, Timesteps};
 pub use transformer_2d::{Transformer2DConfig, Transformer2DModel};
 pub use transformer_block::{BasicTransformerBlock, TransformerBlockConfig};
 pub use upsample::Upsample2D;
+
+/// Helpers of the layer tests.
+#[cfg(test)]
+pub(crate) mod test_util {
+    use candle_core::Tensor;
+
+    /// max |t| as f32.
+    pub fn max_abs(t: &Tensor) -> f32 {
+        t.abs().unwrap().max_all().unwrap().to_scalar().unwrap()
+    }
+
+    /// max |a - b| as f32.
+    pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+        max_abs(&(a - b).unwrap())
+    }
+}
