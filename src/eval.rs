@@ -156,15 +156,7 @@ fn reconstruction(
 }
 
 fn write_grid(grid: &[Sample], path: &std::path::Path) -> anyhow::Result<()> {
-    let picture = kakusan_data::preview_grid(grid, 10);
-    let mut bytes = Vec::new();
-    image::DynamicImage::ImageRgb8(picture)
-        .write_to(
-            &mut std::io::Cursor::new(&mut bytes),
-            image::ImageFormat::Png,
-        )
-        .context("encoding the grid")?;
-    kakusan_core::output::write_atomically(path, &bytes)
+    kakusan_core::png_meta::write_png(path, &kakusan_data::preview_grid(grid, 10))
         .with_context(|| format!("writing {}", path.display()))?;
     println!("{}", path.display());
     Ok(())

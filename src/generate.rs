@@ -145,15 +145,8 @@ fn write_preview(
     let bytes = if preview_format(path)? {
         kakusan_pipeline::sandstorm::gif(frames, 250)?
     } else {
-        let strip = kakusan_pipeline::sandstorm::strip(frames);
-        let mut bytes = Vec::new();
-        image::DynamicImage::ImageRgb8(strip)
-            .write_to(
-                &mut std::io::Cursor::new(&mut bytes),
-                image::ImageFormat::Png,
-            )
-            .context("encoding the preview")?;
-        bytes
+        kakusan_core::png_meta::encode_png(&kakusan_pipeline::sandstorm::strip(frames))
+            .context("encoding the preview")?
     };
     kakusan_core::output::write_atomically(path, &bytes)
         .with_context(|| format!("writing {}", path.display()))?;

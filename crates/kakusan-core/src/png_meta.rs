@@ -13,8 +13,8 @@ mod parameters;
 mod quoting;
 
 pub use chunks::{
-    encode_png_with_parameters, parameters_from_png_bytes, read_png_parameters,
-    write_png_with_parameters, PngBytesError, PngTextError, PARAMETERS_KEYWORD,
+    encode_png, encode_png_with_parameters, parameters_from_png_bytes, read_png_parameters,
+    write_png, write_png_with_parameters, PngBytesError, PngTextError, PARAMETERS_KEYWORD,
 };
 pub use parameters::{parse_a1111, GenerationParameters, ParametersError, KAKUSAN_VERSION};
 pub use quoting::{quote_value, unquote_value};

@@ -510,3 +510,13 @@ fn failed_png_write_leaves_nothing_behind() {
     assert!(matches!(err, PngTextError::Encode(_)), "{err:?}");
     assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
 }
+
+#[test]
+fn plain_png_keeps_the_pixels_and_carries_no_parameters() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("grid.png");
+    let img = RgbImage::from_fn(5, 3, |x, y| Rgb([x as u8 * 40, y as u8 * 80, 7]));
+    kakusan_core::png_meta::write_png(&path, &img).unwrap();
+    assert_eq!(load_image(&path).unwrap(), img);
+    assert_eq!(read_png_parameters(&path).unwrap(), None);
+}

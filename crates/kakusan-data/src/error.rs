@@ -1,7 +1,5 @@
 //! The errors of the data generator.
 
-use kakusan_core::output::OutputError;
-
 /// Why data could not be generated or written.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
@@ -32,10 +30,7 @@ pub enum DataError {
         /// The most allowed.
         maximum: usize,
     },
-    /// PNG encoding failed.
-    #[error("could not encode the preview as PNG: {0}")]
-    Encode(#[from] image::ImageError),
-    /// Writing the file failed.
-    #[error(transparent)]
-    Output(#[from] OutputError),
+    /// Encoding or writing the PNG failed.
+    #[error("could not write the preview: {0}")]
+    Png(#[from] kakusan_core::png_meta::PngTextError),
 }

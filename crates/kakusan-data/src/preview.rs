@@ -2,11 +2,9 @@
 //! [`MIN_CELL_SIDE`] pixels by pixel repetition) with its caption written under it in the
 //! built-in bitmap font, wrapped to the cell's width.
 
-use std::io::Cursor;
 use std::path::Path;
 
-use image::{imageops, ImageFormat, Rgb, RgbImage};
-use kakusan_core::output::write_atomically;
+use image::{imageops, Rgb, RgbImage};
 
 use crate::bitmap_font::{draw_text, wrap, ADVANCE, LINE_HEIGHT};
 use crate::dataset::{Dataset, Sample, DEFAULT_IMAGE_SIZE};
@@ -105,8 +103,6 @@ pub fn write_preview(
     }
     let dataset = Dataset::new(seed, split, DEFAULT_IMAGE_SIZE)?;
     let grid = preview_grid(&dataset.batch(0, count), columns);
-    let mut bytes = Vec::new();
-    grid.write_to(&mut Cursor::new(&mut bytes), ImageFormat::Png)?;
-    write_atomically(path, &bytes)?;
+    kakusan_core::png_meta::write_png(path, &grid)?;
     Ok(())
 }

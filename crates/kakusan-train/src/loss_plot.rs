@@ -103,16 +103,8 @@ fn draw_polyline(img: &mut RgbImage, pts: impl Iterator<Item = (f64, f64)>, colo
 
 /// Renders `rows` and writes the PNG atomically.
 pub fn write(rows: &[LossRow], path: &Path) -> Result<()> {
-    let img = render(rows);
-    let mut bytes = Vec::new();
-    image::DynamicImage::ImageRgb8(img)
-        .write_to(
-            &mut std::io::Cursor::new(&mut bytes),
-            image::ImageFormat::Png,
-        )
-        .map_err(|e| crate::error::TrainError::Config(format!("encoding the loss plot: {e}")))?;
-    kakusan_core::output::write_atomically(path, &bytes)?;
-    Ok(())
+    kakusan_core::png_meta::write_png(path, &render(rows))
+        .map_err(|e| crate::error::TrainError::Config(format!("writing the loss plot: {e}")))
 }
 
 #[cfg(test)]

@@ -59,21 +59,38 @@ pub fn encode_png_with_parameters(
     image: &RgbImage,
     parameters: &str,
 ) -> Result<Vec<u8>, PngTextError> {
+    encode(image, Some(parameters))
+}
+
+/// Encodes an RGB picture as PNG without text chunks (previews, grids, plots).
+pub fn encode_png(image: &RgbImage) -> Result<Vec<u8>, PngTextError> {
+    encode(image, None)
+}
+
+fn encode(image: &RgbImage, parameters: Option<&str>) -> Result<Vec<u8>, PngTextError> {
     let mut bytes = Vec::new();
     {
         let mut encoder = png::Encoder::new(&mut bytes, image.width(), image.height());
         encoder.set_color(png::ColorType::Rgb);
         encoder.set_depth(png::BitDepth::Eight);
-        if parameters.chars().all(|c| u32::from(c) <= 0xFF) {
-            encoder.add_text_chunk(PARAMETERS_KEYWORD.to_string(), parameters.to_string())?;
-        } else {
-            encoder.add_itxt_chunk(PARAMETERS_KEYWORD.to_string(), parameters.to_string())?;
+        if let Some(parameters) = parameters {
+            if parameters.chars().all(|c| u32::from(c) <= 0xFF) {
+                encoder.add_text_chunk(PARAMETERS_KEYWORD.to_string(), parameters.to_string())?;
+            } else {
+                encoder.add_itxt_chunk(PARAMETERS_KEYWORD.to_string(), parameters.to_string())?;
+            }
         }
         let mut writer = encoder.write_header()?;
         writer.write_image_data(image.as_raw())?;
         writer.finish()?;
     }
     Ok(bytes)
+}
+
+/// Writes an RGB PNG without text chunks to `path`, atomically.
+pub fn write_png(path: &Path, image: &RgbImage) -> Result<(), PngTextError> {
+    write_atomically(path, &encode_png(image)?)?;
+    Ok(())
 }
 
 /// Writes an RGB PNG with `parameters` to `path`, atomically (see [`write_atomically`]):
