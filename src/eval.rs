@@ -105,19 +105,7 @@ fn reconstruction(
     vae_dir: &std::path::Path,
     evaluator: &Evaluator,
 ) -> anyhow::Result<()> {
-    use candle_core::{DType, Device};
-    let device = Device::Cpu;
-    let config: kakusan_models::vae::VaeConfig = serde_json::from_slice(
-        &std::fs::read(vae_dir.join("config.json"))
-            .with_context(|| format!("reading {}/config.json", vae_dir.display()))?,
-    )?;
-    let weights = vae_dir.join(kakusan_train::export::WEIGHTS_FILE);
-    let tensors = candle_core::safetensors::load(&weights, &device)
-        .with_context(|| format!("loading {}", weights.display()))?;
-    let vae = kakusan_models::vae::AutoencoderKL::new(
-        candle_nn::VarBuilder::from_tensors(tensors, DType::F32, &device),
-        &config,
-    )?;
+    let vae = kakusan_train::export::load_vae(vae_dir, &candle_core::Device::Cpu)?;
     let data = kakusan_data::Dataset::new(args.seed, kakusan_data::Split::HeldOut, 64)?
         .with_two_object_fraction(0.0)?;
     let mut adherence = Adherence::default();

@@ -8,7 +8,7 @@ use candle_core::Device;
 use indicatif::{ProgressBar, ProgressStyle};
 use kakusan_models::clip::{ClipTextConfig, Tokenizer};
 use kakusan_models::unet::UNetConfig;
-use kakusan_models::vae::{AutoencoderKL, VaeConfig};
+use kakusan_models::vae::VaeConfig;
 use kakusan_train::run_config::{DiffusionRunConfig, VaeRunConfig};
 use kakusan_train::tasks::{DiffusionTask, ProceduralImages, VaeTask};
 use kakusan_train::{TrainTask, Trainer, TrainerConfig};
@@ -116,18 +116,8 @@ fn train_unet(args: &TrainArgs) -> anyhow::Result<()> {
     let unet_config: UNetConfig = serde_json::from_value(read_json(&m.unet_config)?)?;
     let scheduler: kakusan_sampling::SchedulerConfig =
         serde_json::from_value(read_json(&m.scheduler_config)?)?;
-    let vae_config: VaeConfig = serde_json::from_value(read_json(&m.vae.join("config.json"))?)?;
-    let vae_weights = m.vae.join(kakusan_train::export::WEIGHTS_FILE);
-    let vae_tensors = candle_core::safetensors::load(&vae_weights, &device).with_context(|| {
-        format!(
-            "loading the trained VAE {}; run `kakusan train vae` first",
-            vae_weights.display()
-        )
-    })?;
-    let vae = AutoencoderKL::new(
-        candle_nn::VarBuilder::from_tensors(vae_tensors, candle_core::DType::F32, &device),
-        &vae_config,
-    )?;
+    let vae = kakusan_train::export::load_vae(&m.vae, &device)
+        .context("loading the trained VAE; run `kakusan train vae` first")?;
     let tokenizer = Tokenizer::from_folder(&m.tokenizer)?;
     let alphas = scheduler.discrete_schedule()?.alphas_cumprod().to_vec();
     let data = ProceduralImages::new(&config.data)?;
@@ -146,21 +136,8 @@ fn train_unet(args: &TrainArgs) -> anyhow::Result<()> {
         task.vars().parameter_count()
     );
     if let Some(init) = &args.init {
-        let mut weights = std::collections::HashMap::new();
-        for (prefix, file) in [
-            (
-                kakusan_train::tasks::diffusion_task::TEXT_PREFIX,
-                init.join("text_encoder/model.safetensors"),
-            ),
-            (
-                kakusan_train::tasks::diffusion_task::UNET_PREFIX,
-                init.join("unet").join(kakusan_train::export::WEIGHTS_FILE),
-            ),
-        ] {
-            let part = candle_core::safetensors::load(&file, &device)
-                .with_context(|| format!("loading initial weights {}", file.display()))?;
-            weights.extend(part.into_iter().map(|(k, v)| (format!("{prefix}{k}"), v)));
-        }
+        let weights = kakusan_train::export::load_pipeline_weights(init, &device)
+            .context("loading the initial weights")?;
         kakusan_train::init::load_initial_weights(task.vars(), &weights)?;
     }
     let trainer = run_stage(

@@ -18,6 +18,8 @@ use crate::tasks::captioned_images::{batch_for_step, CaptionedImages};
 
 /// The safetensors file name of a diffusers model component.
 pub const WEIGHTS_FILE: &str = "diffusion_pytorch_model.safetensors";
+/// The safetensors file name of a transformers text encoder.
+pub const TEXT_ENCODER_FILE: &str = "model.safetensors";
 
 /// Writes `weights` and `config` (a JSON object) as a component folder `dir`, atomically
 /// per file.
@@ -161,7 +163,7 @@ pub fn export_pipeline(
         &tmp.join("text_encoder"),
         parts.text_encoder_config,
         &text,
-        "model.safetensors",
+        TEXT_ENCODER_FILE,
     )?;
     write_component(&tmp.join("unet"), parts.unet_config, &unet, WEIGHTS_FILE)?;
     // The VAE in the same precision as the rest.
@@ -201,4 +203,47 @@ pub fn export_pipeline(
     }
     std::fs::rename(&tmp, dir).map_err(io_at(dir))?;
     Ok(())
+}
+
+/// Loads a VAE folder as [`export_vae`] writes it (`config.json` + weights), in f32.
+pub fn load_vae(dir: &Path, device: &Device) -> Result<AutoencoderKL> {
+    let config_path = dir.join("config.json");
+    let config: VaeConfig =
+        serde_json::from_slice(&std::fs::read(&config_path).map_err(io_at(&config_path))?)
+            .map_err(|e| TrainError::Config(format!("{}: {e}", config_path.display())))?;
+    let weights = dir.join(WEIGHTS_FILE);
+    let tensors =
+        candle_core::safetensors::load(&weights, device).map_err(|e| TrainError::Checkpoint {
+            path: weights.clone(),
+            reason: e.to_string(),
+        })?;
+    AutoencoderKL::new(
+        VarBuilder::from_tensors(tensors, DType::F32, device),
+        &config,
+    )
+    .map_err(|e| TrainError::Config(format!("vae {}: {e}", dir.display())))
+}
+
+/// The text encoder + UNet weights of a folder [`export_pipeline`] wrote, under the
+/// training names (`text_encoder.*`, `unet.*`), as stored (f16 for the shipped model).
+pub fn load_pipeline_weights(dir: &Path, device: &Device) -> Result<HashMap<String, Tensor>> {
+    let mut weights = HashMap::new();
+    for (prefix, file) in [
+        (
+            crate::tasks::diffusion_task::TEXT_PREFIX,
+            dir.join("text_encoder").join(TEXT_ENCODER_FILE),
+        ),
+        (
+            crate::tasks::diffusion_task::UNET_PREFIX,
+            dir.join("unet").join(WEIGHTS_FILE),
+        ),
+    ] {
+        let part =
+            candle_core::safetensors::load(&file, device).map_err(|e| TrainError::Checkpoint {
+                path: file.clone(),
+                reason: e.to_string(),
+            })?;
+        weights.extend(part.into_iter().map(|(k, v)| (format!("{prefix}{k}"), v)));
+    }
+    Ok(weights)
 }
