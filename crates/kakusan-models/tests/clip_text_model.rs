@@ -9,51 +9,24 @@
 //! embeddings: fp32 with the same weights differs from torch only by summation order
 //! (~1e-7 relative), while a wrong layer, activation or mask moves results by 1e-3 or more.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+mod common;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
+use common::{component_vb, fixtures, reference, relative_error};
 use kakusan_models::clip::{ClipTextConfig, ClipTextModel, Tokenizer};
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
-}
-
-fn reference(model: &str) -> HashMap<String, Tensor> {
-    let path = fixtures().join(format!("{model}-ref.safetensors"));
-    candle_core::safetensors::load(&path, &Device::Cpu)
-        .unwrap_or_else(|e| panic!("{}: {e} (fixtures from tools/parity)", path.display()))
-}
 
 /// Loads `<model>/text_encoder` in f32; `add_prefix` maps our `text_model.` names onto files
 /// saved without the prefix (the weights module does this for real; here it is inline).
 fn load_model(model: &str, add_prefix: bool) -> ClipTextModel {
-    let dir = fixtures().join(model).join("text_encoder");
+    let (vb, dir) = component_vb(model, "text_encoder", "model.safetensors");
     let cfg = ClipTextConfig::from_file(dir.join("config.json")).unwrap();
-    let files = [dir.join("model.safetensors")];
-    // SAFETY: the fixture file is not modified while mapped.
-    let vb =
-        unsafe { VarBuilder::from_mmaped_safetensors(&files, DType::F32, &Device::Cpu) }.unwrap();
     let vb = if add_prefix {
         vb.rename_f(|name| name.strip_prefix("text_model.").unwrap_or(name).to_owned())
     } else {
         vb
     };
     ClipTextModel::new(vb, &cfg).unwrap()
-}
-
-/// max |a - b| / max(1, max |b|).
-fn relative_error(ours: &Tensor, reference: &Tensor) -> f32 {
-    assert_eq!(ours.dims(), reference.dims());
-    let diff = (ours - reference)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap();
-    let scale = reference.abs().unwrap().max_all().unwrap();
-    diff.to_scalar::<f32>().unwrap() / scale.to_scalar::<f32>().unwrap().max(1.0)
 }
 
 const TOLERANCE: f32 = 1e-5;

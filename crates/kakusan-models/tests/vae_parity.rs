@@ -5,55 +5,21 @@
 //! Summation order and libm rounding account for ~1e-6; a wrong padding, group count or
 //! attention layout moves the result by far more.
 
-use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
+mod common;
+
+use common::{component_vb, reference, relative_error};
 use kakusan_models::vae::{AutoencoderKL, VaeConfig};
-use std::collections::HashMap;
-use std::path::PathBuf;
 
 const TOLERANCE: f32 = 1e-5;
 
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
-}
-
-fn load_refs(model: &str) -> HashMap<String, Tensor> {
-    let path = fixtures().join(format!("{model}-ref.safetensors"));
-    assert!(
-        path.exists(),
-        "missing {} (made by tools/parity; see tests/fixtures/README.md)",
-        path.display()
-    );
-    candle_core::safetensors::load(&path, &Device::Cpu).unwrap()
-}
-
 fn load_vae(model: &str) -> AutoencoderKL {
-    let dir = fixtures().join(model).join("vae");
+    let (vb, dir) = component_vb(model, "vae", "diffusion_pytorch_model.safetensors");
     let config = VaeConfig::from_file(dir.join("config.json")).unwrap();
-    let weights = dir.join("diffusion_pytorch_model.safetensors");
-    // SAFETY: the fixture file is not modified while the test runs.
-    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, &Device::Cpu) }
-        .unwrap();
     AutoencoderKL::new(vb, &config).unwrap()
 }
 
-/// Max |got - want| divided by max(1, max |want|).
-fn relative_error(got: &Tensor, want: &Tensor) -> f32 {
-    assert_eq!(got.dims(), want.dims());
-    let diff: f32 = (got - want)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar()
-        .unwrap();
-    let scale: f32 = want.abs().unwrap().max_all().unwrap().to_scalar().unwrap();
-    diff / scale.max(1.0)
-}
-
 fn check_model(model: &str) {
-    let refs = load_refs(model);
+    let refs = reference(model);
     let get = |k: &str| {
         refs.get(k)
             .unwrap_or_else(|| panic!("{model}: no tensor {k}"))
