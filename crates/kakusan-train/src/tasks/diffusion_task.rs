@@ -41,8 +41,6 @@ impl Default for DiffusionTaskConfig {
 pub struct DiffusionTask {
     pub text_encoder: ClipTextModel,
     pub unet: UNet2DConditionModel,
-    pub text_varmap: VarMap,
-    pub unet_varmap: VarMap,
     vae: AutoencoderKL,
     scaling_factor: f64,
     tokenizer: Tokenizer,
@@ -89,8 +87,6 @@ impl DiffusionTask {
         Ok(Self {
             text_encoder,
             unet,
-            text_varmap,
-            unet_varmap,
             vae,
             scaling_factor,
             tokenizer,

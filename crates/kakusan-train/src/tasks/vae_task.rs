@@ -43,7 +43,6 @@ impl Default for VaeTaskConfig {
 
 pub struct VaeTask {
     pub vae: AutoencoderKL,
-    pub varmap: VarMap,
     vars: NamedVars,
     config: VaeTaskConfig,
     data: Box<dyn CaptionedImages>,
@@ -66,7 +65,6 @@ impl VaeTask {
         crate::init::initialise(&vars)?;
         Ok(Self {
             vae,
-            varmap,
             vars,
             config,
             data,
