@@ -112,10 +112,15 @@ fn train_unet(args: &TrainArgs) -> anyhow::Result<()> {
     let config = DiffusionRunConfig::load(&args.config)?;
     let device = Device::Cpu;
     let m = &config.model;
-    let text_config: ClipTextConfig = serde_json::from_value(read_json(&m.text_encoder_config)?)?;
-    let unet_config: UNetConfig = serde_json::from_value(read_json(&m.unet_config)?)?;
+    let (text_json, unet_json, scheduler_json) = (
+        read_json(&m.text_encoder_config)?,
+        read_json(&m.unet_config)?,
+        read_json(&m.scheduler_config)?,
+    );
+    let text_config: ClipTextConfig = serde_json::from_value(text_json.clone())?;
+    let unet_config: UNetConfig = serde_json::from_value(unet_json.clone())?;
     let scheduler: kakusan_sampling::SchedulerConfig =
-        serde_json::from_value(read_json(&m.scheduler_config)?)?;
+        serde_json::from_value(scheduler_json.clone())?;
     let vae = kakusan_train::export::load_vae(&m.vae, &device)
         .context("loading the trained VAE; run `kakusan train vae` first")?;
     let tokenizer = Tokenizer::from_folder(&m.tokenizer)?;
@@ -153,9 +158,9 @@ fn train_unet(args: &TrainArgs) -> anyhow::Result<()> {
     kakusan_train::export::export_pipeline(
         trainer.ema_weights(),
         &kakusan_train::export::PipelineParts {
-            text_encoder_config: &read_json(&m.text_encoder_config)?,
-            unet_config: &read_json(&m.unet_config)?,
-            scheduler_config: &read_json(&m.scheduler_config)?,
+            text_encoder_config: &text_json,
+            unet_config: &unet_json,
+            scheduler_config: &scheduler_json,
             vae_dir: &m.vae,
             tokenizer_dir: &m.tokenizer,
         },
