@@ -20,18 +20,3 @@ pub fn tune_for_tensors() {
         }
     }
 }
-
-/// Runs candle's element-wise operations on the calling thread (matrix products keep all
-/// cores), unless `CANDLE_NUM_THREADS` says otherwise.
-///
-/// candle parallelises element-wise work with spinning barriers. A training step issues
-/// thousands of small element-wise operations, and on a 2-core machine with anything else
-/// running, a spinning thread that waits for a descheduled partner burned 30-40 % of the
-/// step in `perf`; one thread made a VAE step 28 % faster under load.
-pub fn single_threaded_elementwise_ops() {
-    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
-        // Called first thing in main, before candle starts its thread pool or any other
-        // thread exists.
-        std::env::set_var("CANDLE_NUM_THREADS", "1");
-    }
-}

@@ -8,12 +8,14 @@ mod dataset;
 mod eval;
 mod generate;
 mod info;
+mod threads;
 mod train;
 
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     allocator::tune_for_tensors();
+    threads::fix_thread_count();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("KAKUSAN_LOG")
@@ -23,7 +25,7 @@ fn main() -> std::process::ExitCode {
         .init();
     let cli = cli::Cli::parse();
     if matches!(cli.command, cli::Command::Train(_)) {
-        allocator::single_threaded_elementwise_ops();
+        threads::single_threaded_elementwise_ops();
     }
     let result = match cli.command {
         cli::Command::Generate(args) => generate::run(args),
