@@ -1,8 +1,9 @@
 //! One pre-norm transformer block of the CLIP text encoder:
 //! `x + attn(ln1(x))`, then `x + fc2(act(fc1(ln2(x))))`.
 
+use crate::nn::{linear, Linear};
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{linear, Linear, VarBuilder};
+use candle_nn::VarBuilder;
 
 use super::attention::ClipAttention;
 use super::config::{ClipActivation, ClipTextConfig};

@@ -8,7 +8,12 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 
+use super::channel_bias::add_channel_bias;
 use super::im2col::{Im2Col, Patches};
+
+/// The largest patch matrix (bytes) the inference path builds before handing the
+/// convolution to candle's conv2d.
+const IM2COL_INFERENCE_LIMIT: usize = 64 << 20;
 
 /// `Conv2d` with a square kernel, bias, dilation 1 and one group.
 #[derive(Debug, Clone)]
@@ -57,13 +62,27 @@ impl Conv2d {
         &self.weight
     }
 
-    fn training_path(&self, x: &Tensor) -> bool {
-        (x.track_op() || self.weight.track_op())
-            && x.device().is_cpu()
-            && x.dtype() == candle_core::DType::F32
+    /// Whether to run `weight @ im2col(x)`: always when training on the CPU in f32 (its
+    /// backward pass is GEMM), and for CPU f32 inference while the patch matrix stays
+    /// under [`IM2COL_INFERENCE_LIMIT`] (faster than candle's conv2d there; candle's own
+    /// tiling bounds the memory of the big convolutions of 512x512 decodes).
+    fn im2col_path(&self, x: &Tensor) -> bool {
+        if !x.device().is_cpu() || x.dtype() != candle_core::DType::F32 {
+            return false;
+        }
+        if x.track_op() || self.weight.track_op() {
+            return true;
+        }
+        let (Ok((b, _, h, w)), Ok((_, cin, k, _))) = (x.dims4(), self.weight.dims4()) else {
+            return false;
+        };
+        let positions = (h + 2 * self.padding).saturating_sub(k) / self.stride + 1;
+        let width = (w + 2 * self.padding).saturating_sub(k) / self.stride + 1;
+        let bytes = 4 * b * cin * k * k * positions * width;
+        bytes <= IM2COL_INFERENCE_LIMIT
     }
 
-    /// `weight @ im2col(x) + bias`.
+    /// `weight @ im2col(x) + bias`, one matrix product over the whole batch.
     fn forward_im2col(&self, x: &Tensor) -> Result<Tensor> {
         let (b, c, h, w) = x.dims4()?;
         let (cout, cin, k, _) = self.weight.dims4()?;
@@ -78,21 +97,29 @@ impl Conv2d {
             stride: self.stride,
             padding: self.padding,
         };
+        let positions = p.out_height() * p.out_width();
+        // [C*k*k, B*Ho*Wo]
         let cols = if k == 1 && self.stride == 1 && self.padding == 0 {
             x.reshape((b, c, h * w))?
+                .transpose(0, 1)?
+                .contiguous()?
+                .reshape((c, b * h * w))?
         } else {
             x.contiguous()?.apply_op1(Im2Col(p))?
         };
         let w2 = self.weight.reshape((cout, cin * k * k))?;
-        let out = w2.broadcast_matmul(&cols)?;
-        out.reshape((b, cout, p.out_height(), p.out_width()))?
-            .broadcast_add(&self.bias.reshape((1, cout, 1, 1))?)
+        let out = w2.matmul(&cols)?.reshape((cout, b, positions))?;
+        let out =
+            out.transpose(0, 1)?
+                .contiguous()?
+                .reshape((b, cout, p.out_height(), p.out_width()))?;
+        add_channel_bias(&out, &self.bias, 1)
     }
 }
 
 impl Module for Conv2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        if self.training_path(x) {
+        if self.im2col_path(x) {
             return self.forward_im2col(x);
         }
         let y = x.conv2d(&self.weight, self.padding, self.stride, 1, 1)?;
@@ -164,12 +191,15 @@ mod tests {
     }
 
     #[test]
-    fn inference_uses_no_gradient_path() {
+    fn inference_path_choice() {
         let dev = Device::Cpu;
         let vb = VarBuilder::zeros(DType::F32, &dev);
         let conv = conv2d(2, 3, 3, 1, 1, vb).unwrap();
         let x = Tensor::ones((1, 2, 4, 4), DType::F32, &dev).unwrap();
-        assert!(!conv.training_path(&x));
+        assert!(conv.im2col_path(&x));
+        assert!(!conv.im2col_path(&x.to_dtype(DType::F64).unwrap()));
+        let big = Tensor::zeros((1, 2, 2048, 2048), DType::F32, &dev).unwrap();
+        assert!(!conv.im2col_path(&big));
         assert_eq!(conv.forward(&x).unwrap().dims(), &[1, 3, 4, 4]);
     }
 

@@ -3,8 +3,9 @@
 //! value half and a gate half, `value * gelu(gate)` with exact GELU), `net.1` a dropout (a
 //! no-op here), `net.2` the projection back.
 
+use super::linear::{linear, Linear};
 use candle_core::{Result, Tensor, D};
-use candle_nn::{Linear, Module, VarBuilder};
+use candle_nn::{Module, VarBuilder};
 
 /// Gated GELU: `proj(x) = [value, gate]`, output `value * gelu(gate)`.
 #[derive(Debug, Clone)]
@@ -17,7 +18,7 @@ impl Geglu {
     /// Loads `proj` (`dim -> 2 * inner`).
     pub fn new(dim: usize, inner: usize, vb: VarBuilder) -> Result<Self> {
         Ok(Self {
-            proj: candle_nn::linear(dim, 2 * inner, vb.pp("proj"))?,
+            proj: linear(dim, 2 * inner, vb.pp("proj"))?,
             inner,
         })
     }
@@ -44,7 +45,7 @@ impl FeedForward {
         let inner = dim * mult;
         Ok(Self {
             geglu: Geglu::new(dim, inner, vb.pp("net.0"))?,
-            out: candle_nn::linear(inner, dim, vb.pp("net.2"))?,
+            out: linear(inner, dim, vb.pp("net.2"))?,
         })
     }
 

@@ -4,9 +4,12 @@
 //! is several times slower than GEMM on CPU.)
 //!
 //! For an input `[B, C, H, W]`, a square kernel `k`, stride `s` and zero padding `p`,
-//! `im2col` gives `[B, C*k*k, Ho*Wo]` with row `c*k*k + ki*k + kj` and column `oy*Wo + ox`
-//! holding `x[b, c, oy*s - p + ki, ox*s - p + kj]` (0 outside the picture); `col2im` sums
-//! such columns back into a picture. Each is the other's transpose, hence its gradient.
+//! `im2col` gives one matrix `[C*k*k, B*Ho*Wo]` with row `c*k*k + ki*k + kj` and column
+//! `b*Ho*Wo + oy*Wo + ox` holding `x[b, c, oy*s - p + ki, ox*s - p + kj]` (0 outside the
+//! picture); `col2im` sums such columns back into pictures. Each is the other's transpose,
+//! hence its gradient. The batch lives in the columns so that the convolution is a single
+//! `weight @ cols` product: the weight is never broadcast over the batch, whose gradient
+//! would be a slow strided sum in candle.
 
 use candle_core::{bail, CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -39,24 +42,38 @@ impl Patches {
         self.out_height() * self.out_width()
     }
 
-    /// For row `r` (channel, ki, kj) and each output position: the input index, if inside.
-    fn for_each_tap(&self, r: usize, mut f: impl FnMut(usize, usize)) {
+    /// The output columns `ox` whose tap at kernel column `kj` falls inside the picture:
+    /// `0 <= ox*stride + kj - padding < width`.
+    fn inside_columns(&self, kj: usize) -> std::ops::Range<usize> {
+        let s = self.stride;
+        let first = self.padding.saturating_sub(kj).div_ceil(s);
+        let end = if self.width + self.padding > kj {
+            ((self.width + self.padding - kj - 1) / s + 1).min(self.out_width())
+        } else {
+            0
+        };
+        first..end.max(first)
+    }
+
+    /// For row `r` (channel, ki, kj), each run of output positions that reads inside the
+    /// picture: `f(first column, first input index, length)`; the run's input indices step
+    /// by `stride`.
+    fn for_each_run(&self, r: usize, mut f: impl FnMut(usize, usize, usize)) {
         let k = self.kernel;
         let (c, ki, kj) = (r / (k * k), (r / k) % k, r % k);
         let (ho, wo) = (self.out_height(), self.out_width());
+        let columns = self.inside_columns(kj);
+        if columns.is_empty() {
+            return;
+        }
         for oy in 0..ho {
             let y = (oy * self.stride + ki) as isize - self.padding as isize;
             if y < 0 || y >= self.height as isize {
                 continue;
             }
-            for ox in 0..wo {
-                let x = (ox * self.stride + kj) as isize - self.padding as isize;
-                if x < 0 || x >= self.width as isize {
-                    continue;
-                }
-                let src = (c * self.height + y as usize) * self.width + x as usize;
-                f(oy * wo + ox, src);
-            }
+            let x = columns.start * self.stride + kj - self.padding;
+            let src = (c * self.height + y as usize) * self.width + x;
+            f(oy * wo + columns.start, src, columns.len());
         }
     }
 }
@@ -71,10 +88,10 @@ fn f32_data<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
     }
 }
 
-/// `[B, C, H, W]` -> `[B, C*k*k, Ho*Wo]`.
+/// `[B, C, H, W]` -> `[C*k*k, B*Ho*Wo]`.
 pub struct Im2Col(pub Patches);
 
-/// `[B, C*k*k, Ho*Wo]` -> `[B, C, H, W]` (sums overlapping taps).
+/// `[C*k*k, B*Ho*Wo]` -> `[B, C, H, W]` (sums overlapping taps).
 pub struct Col2Im(pub Patches);
 
 impl CustomOp1 for Im2Col {
@@ -90,14 +107,24 @@ impl CustomOp1 for Im2Col {
             bail!("im2col: input {dims:?} does not match {p:?}");
         }
         let (rows, cols) = (p.rows(), p.cols());
+        let batch = dims[0];
         let image_len = p.channels * p.height * p.width;
-        let mut out = vec![0f32; dims[0] * rows * cols];
+        let mut out = vec![0f32; batch * rows * cols];
+        // Chunk i is row r = i / B, image b = i % B.
         out.par_chunks_mut(cols).enumerate().for_each(|(i, dst)| {
-            let (b, r) = (i / rows, i % rows);
+            let (r, b) = (i / batch, i % batch);
             let img = &x[b * image_len..(b + 1) * image_len];
-            p.for_each_tap(r, |col, src| dst[col] = img[src]);
+            p.for_each_run(r, |col, src, len| {
+                let dst = &mut dst[col..col + len];
+                if p.stride == 1 {
+                    dst.copy_from_slice(&img[src..src + len]);
+                } else {
+                    let taps = img[src..].iter().step_by(p.stride);
+                    dst.iter_mut().zip(taps).for_each(|(d, s)| *d = *s);
+                }
+            });
         });
-        Ok((CpuStorage::F32(out), Shape::from((dims[0], rows, cols))))
+        Ok((CpuStorage::F32(out), Shape::from((rows, batch * cols))))
     }
 
     fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
@@ -115,24 +142,36 @@ impl CustomOp1 for Col2Im {
         let cols_data = f32_data(s, l)?;
         let dims = l.dims();
         let (rows, cols) = (p.rows(), p.cols());
-        if dims.len() != 3 || dims[1] != rows || dims[2] != cols {
+        if dims.len() != 2 || dims[0] != rows || cols == 0 || !dims[1].is_multiple_of(cols) {
             bail!("col2im: input {dims:?} does not match {p:?}");
         }
+        let batch = dims[1] / cols;
         let plane = p.height * p.width;
         let kk = p.kernel * p.kernel;
-        let mut out = vec![0f32; dims[0] * p.channels * plane];
+        let mut out = vec![0f32; batch * p.channels * plane];
         // One task per (image, channel) plane: its k*k rows are the only ones writing it.
         out.par_chunks_mut(plane).enumerate().for_each(|(i, dst)| {
             let (b, c) = (i / p.channels, i % p.channels);
             for t in 0..kk {
                 let r = c * kk + t;
-                let src = &cols_data[(b * rows + r) * cols..(b * rows + r + 1) * cols];
-                p.for_each_tap(r, |col, at| dst[at - c * plane] += src[col]);
+                let start = (r * batch + b) * cols;
+                let src = &cols_data[start..start + cols];
+                p.for_each_run(r, |col, at, len| {
+                    let at = at - c * plane;
+                    let from = &src[col..col + len];
+                    if p.stride == 1 {
+                        let to = &mut dst[at..at + len];
+                        to.iter_mut().zip(from).for_each(|(d, s)| *d += s);
+                    } else {
+                        let to = dst[at..].iter_mut().step_by(p.stride);
+                        to.zip(from).for_each(|(d, s)| *d += s);
+                    }
+                });
             }
         });
         Ok((
             CpuStorage::F32(out),
-            Shape::from((dims[0], p.channels, p.height, p.width)),
+            Shape::from((batch, p.channels, p.height, p.width)),
         ))
     }
 

@@ -3,10 +3,11 @@
 //! inference) -> `conv2`, added to the input (through a 1x1 `conv_shortcut` when the channel
 //! count changes) and divided by `output_scale_factor`.
 
+use super::linear::{linear, Linear};
 use super::Conv2d;
 use super::{conv2d, Activation, GroupNorm};
 use candle_core::{bail, Result, Tensor};
-use candle_nn::{Linear, Module, VarBuilder};
+use candle_nn::{Module, VarBuilder};
 
 /// Shape and options of one residual block.
 #[derive(Debug, Clone, Copy)]
@@ -46,7 +47,7 @@ impl ResnetBlock2D {
     pub fn new(cfg: &ResnetConfig, vb: VarBuilder) -> Result<Self> {
         let (cin, cout) = (cfg.in_channels, cfg.out_channels);
         let time_emb_proj = match cfg.temb_channels {
-            Some(t) => Some(candle_nn::linear(t, cout, vb.pp("time_emb_proj"))?),
+            Some(t) => Some(linear(t, cout, vb.pp("time_emb_proj"))?),
             None => None,
         };
         let conv_shortcut = if cin != cout {

@@ -1,9 +1,10 @@
 //! diffusers' `TimestepEmbedding`: `linear_1` -> activation -> `linear_2`, turning the
 //! sinusoidal timestep features into the vector every residual block receives.
 
+use super::linear::{linear, Linear};
 use super::Activation;
 use candle_core::{Result, Tensor};
-use candle_nn::{Linear, Module, VarBuilder};
+use candle_nn::{Module, VarBuilder};
 
 /// `linear_1` (in -> dim), activation, `linear_2` (dim -> dim).
 #[derive(Debug, Clone)]
@@ -17,8 +18,8 @@ impl TimestepEmbedding {
     /// Loads `linear_1` and `linear_2`.
     pub fn new(in_dim: usize, dim: usize, act: Activation, vb: VarBuilder) -> Result<Self> {
         Ok(Self {
-            linear_1: candle_nn::linear(in_dim, dim, vb.pp("linear_1"))?,
-            linear_2: candle_nn::linear(dim, dim, vb.pp("linear_2"))?,
+            linear_1: linear(in_dim, dim, vb.pp("linear_1"))?,
+            linear_2: linear(dim, dim, vb.pp("linear_2"))?,
             act,
         })
     }

@@ -3,10 +3,11 @@
 //! `use_linear_projection`), a stack of `transformer_blocks`, `proj_out` the same way
 //! back, and the input added as a residual.
 
+use super::linear::{linear, Linear};
 use super::Conv2d;
 use super::{BasicTransformerBlock, GroupNorm, TransformerBlockConfig};
 use candle_core::{bail, Result, Tensor};
-use candle_nn::{Linear, Module, VarBuilder};
+use candle_nn::{Module, VarBuilder};
 
 /// Group-norm epsilon diffusers fixes for `Transformer2DModel`.
 const NORM_EPS: f64 = 1e-6;
@@ -59,7 +60,7 @@ impl Transformer2DModel {
         }
         let proj = |i, o, name: &str| -> Result<Projection> {
             Ok(if cfg.use_linear_projection {
-                Projection::Linear(candle_nn::linear(i, o, vb.pp(name))?)
+                Projection::Linear(linear(i, o, vb.pp(name))?)
             } else {
                 Projection::Conv(super::conv2d(i, o, 1, 1, 0, vb.pp(name))?)
             })
