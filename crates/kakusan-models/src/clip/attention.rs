@@ -1,7 +1,8 @@
 //! Multi-head self-attention of a CLIP encoder layer, with a causal mask.
 
+use crate::nn::{linear, Linear};
 use candle_core::{DType, Module, Result, Tensor};
-use candle_nn::{linear, Linear, VarBuilder};
+use candle_nn::VarBuilder;
 
 use super::config::ClipTextConfig;
 
@@ -44,7 +45,7 @@ impl ClipAttention {
         let scores = (q.matmul(&k.t()?.contiguous()?)? * self.scale)?
             .to_dtype(DType::F32)?
             .broadcast_add(mask)?;
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(v.dtype())?;
+        let probs = crate::nn::softmax_last_dim(&scores)?.to_dtype(v.dtype())?;
         let out = probs
             .matmul(&v)?
             .transpose(1, 2)?

@@ -4,8 +4,9 @@
 //! cross-attention otherwise. Long sequences are processed in slices so the score matrix
 //! stays bounded in memory; slicing does not change any number.
 
+use super::linear::{linear_b, Linear};
 use candle_core::{bail, DType, Result, Tensor};
-use candle_nn::{Linear, Module, VarBuilder};
+use candle_nn::{Module, VarBuilder};
 
 /// Largest number of attention scores held at once (128 MiB in f32).
 const MAX_SCORES_AT_ONCE: usize = 1 << 25;
@@ -85,7 +86,7 @@ impl Attention {
     ) -> Result<Self> {
         let inner = cfg.heads * cfg.head_dim;
         let context_dim = cfg.context_dim.unwrap_or(cfg.query_dim);
-        let lin = |i, o, bias, name: &str| candle_nn::linear_b(i, o, bias, vb.pp(name));
+        let lin = |i, o, bias, name: &str| linear_b(i, o, bias, vb.pp(name));
         Ok(Self {
             to_q: lin(cfg.query_dim, inner, cfg.qkv_bias, names.q)?,
             to_k: lin(context_dim, inner, cfg.qkv_bias, names.k)?,
@@ -212,7 +213,7 @@ fn attend(q: &Tensor, kt: &Tensor, v: &Tensor, scale: f64, upcast: bool) -> Resu
     let dtype = q.dtype();
     let compute = if upcast { DType::F32 } else { dtype };
     let scores = (q.to_dtype(compute)?.matmul(&kt.to_dtype(compute)?)? * scale)?;
-    let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(dtype)?;
+    let probs = super::softmax_last_dim(&scores)?.to_dtype(dtype)?;
     probs.matmul(v)
 }
 

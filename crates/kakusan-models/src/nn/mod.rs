@@ -7,6 +7,7 @@
 
 mod activation;
 mod attention;
+mod channel_bias;
 mod conv;
 mod downsample;
 mod feed_forward;
@@ -14,7 +15,9 @@ mod fused_norms;
 mod group_norm;
 mod im2col;
 mod layer_norm;
+mod linear;
 mod resnet;
+mod softmax;
 mod timestep_embedding;
 mod timesteps;
 mod transformer_2d;
@@ -25,12 +28,15 @@ pub use activation::{Activation, UnknownActivation};
 pub use attention::{
     scaled_dot_product_attention, Attention, AttentionConfig, AttentionWeightNames,
 };
+pub use channel_bias::add_channel_bias;
 pub use conv::{conv2d, Conv2d};
 pub use downsample::Downsample2D;
 pub use feed_forward::{FeedForward, Geglu};
 pub use group_norm::GroupNorm;
 pub use layer_norm::LayerNorm;
+pub use linear::{linear, linear_b, Linear};
 pub use resnet::{ResnetBlock2D, ResnetConfig};
+pub use softmax::softmax_last_dim;
 pub use timestep_embedding::TimestepEmbedding;
 pub use timesteps::{timestep_frequencies, timestep_sinusoids, Timesteps};
 pub use transformer_2d::{Transformer2DConfig, Transformer2DModel};

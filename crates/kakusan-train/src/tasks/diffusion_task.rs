@@ -173,3 +173,93 @@ impl TrainTask for DiffusionTask {
         Ok((pred - eps)?.sqr()?.mean_all()?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn repo_file(path: &str) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../..")
+            .join(path)
+    }
+
+    fn json(path: &str) -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(repo_file(path)).unwrap()).unwrap()
+    }
+
+    /// Every variable of the text encoder and the UNet of kakusan-mini's configs receives a
+    /// gradient from the loss. A layer whose op has no backward pass (as candle's fused
+    /// softmax) silently leaves its inputs' variables untrained; this finds it.
+    #[test]
+    fn every_variable_receives_a_gradient() {
+        let dev = Device::Cpu;
+        let text: ClipTextConfig =
+            serde_json::from_value(json("training/kakusan-mini/text_encoder_config.json")).unwrap();
+        let unet: UNetConfig =
+            serde_json::from_value(json("training/kakusan-mini/unet_config.json")).unwrap();
+        let vae_config: kakusan_models::vae::VaeConfig =
+            serde_json::from_value(json("training/kakusan-mini/vae_config.json")).unwrap();
+        let vae_map = VarMap::new();
+        let vae = AutoencoderKL::new(
+            VarBuilder::from_varmap(&vae_map, DType::F32, &dev),
+            &vae_config,
+        )
+        .unwrap();
+        let tokenizer = Tokenizer::from_folder(&repo_file("tests/fixtures/tokenizer")).unwrap();
+        let alphas: Vec<f64> = (0..1000).map(|i| 1.0 - (i as f64 + 1.0) / 1001.0).collect();
+        let data = crate::tasks::ProceduralImages::new(&Default::default()).unwrap();
+        let config = DiffusionTaskConfig {
+            batch_size: 2,
+            caption_dropout: 0.0,
+            seed: 3,
+        };
+        let mut task = DiffusionTask::new(
+            &text,
+            &unet,
+            vae,
+            tokenizer,
+            alphas,
+            config,
+            Box::new(data),
+            &dev,
+        )
+        .unwrap();
+        // conv_out starts at zero, which zeroes every upstream gradient; give it values.
+        for (name, var) in task.vars().iter() {
+            if name == "unet.conv_out.weight" {
+                let t = var.as_tensor();
+                var.set(&Tensor::randn(0f32, 0.1, t.shape(), &dev).unwrap())
+                    .unwrap();
+            }
+        }
+        let grads = task.loss(0).unwrap().backward().unwrap();
+        let missing: Vec<&str> = task
+            .vars()
+            .iter()
+            .filter(|(_, v)| {
+                grads
+                    .get(v.as_tensor())
+                    .map(|g| {
+                        g.abs()
+                            .unwrap()
+                            .sum_all()
+                            .unwrap()
+                            .to_scalar::<f32>()
+                            .unwrap()
+                    })
+                    .unwrap_or(0.0)
+                    == 0.0
+            })
+            .map(|(n, _)| n)
+            .collect();
+        // The key projection's bias shifts every score of a row equally: softmax ignores it,
+        // so its true gradient is zero (up to rounding). Nothing else may be missing.
+        let unexpected: Vec<&&str> = missing
+            .iter()
+            .filter(|n| !n.ends_with("to_k.bias") && !n.ends_with("k_proj.bias"))
+            .collect();
+        assert!(unexpected.is_empty(), "no gradient for {unexpected:?}");
+    }
+}
