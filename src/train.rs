@@ -78,9 +78,15 @@ fn train_vae(args: &TrainArgs) -> anyhow::Result<()> {
         let file = init.join(kakusan_train::export::WEIGHTS_FILE);
         let weights = candle_core::safetensors::load(&file, &device)
             .with_context(|| format!("loading initial weights {}", file.display()))?;
-        kakusan_train::init::load_initial_weights(task.vars(), &weights)?;
+        kakusan_train::init::load_initial_weights(task.all_vars(), &weights)?;
+    } else if config.task.decoder_only {
+        anyhow::bail!("decoder_only fine-tunes a trained VAE: give it with --init DIR");
     }
-    eprintln!("VAE: {} parameters", task.vars().parameter_count());
+    eprintln!(
+        "VAE: {} parameters, {} trained",
+        task.all_vars().parameter_count(),
+        task.vars().parameter_count()
+    );
     let trainer = run_stage(
         &mut task,
         &config.trainer,
@@ -92,8 +98,10 @@ fn train_vae(args: &TrainArgs) -> anyhow::Result<()> {
     // can be inspected, and the UNet stage always finds OUT/vae).
     let data = ProceduralImages::new(&config.data)?;
     let dir = args.out.join("vae");
-    let scale =
-        kakusan_train::export::export_vae(trainer.ema_weights(), &vae_json, &data, &dir, &device)?;
+    // With a frozen encoder the EMA holds only the decoder; the rest is as loaded.
+    let mut weights = task.all_vars().snapshot();
+    weights.extend(trainer.ema_weights().clone());
+    let scale = kakusan_train::export::export_vae(&weights, &vae_json, &data, &dir, &device)?;
     println!("{} (scaling_factor {scale:.5})", dir.display());
     print_stop(trainer.step(), config.trainer.total_steps);
     Ok(())

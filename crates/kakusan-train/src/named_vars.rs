@@ -37,6 +37,17 @@ impl NamedVars {
         Self { entries }
     }
 
+    /// The variables whose names satisfy `keep` (the same `Var`s, shared, not copies).
+    pub fn filtered(&self, keep: impl Fn(&str) -> bool) -> Self {
+        let entries = self
+            .entries
+            .iter()
+            .filter(|(n, _)| keep(n))
+            .cloned()
+            .collect();
+        Self { entries }
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Var)> {
         self.entries.iter().map(|(n, v)| (n.as_str(), v))
     }
