@@ -10,12 +10,15 @@
 //!    i.e. the lengths add up, and every call is a substring of the prompt;
 //! 3. AND: the prompt's non-syntax characters with each whole-word `AND` removed equal those of
 //!    the parts' texts joined;
-//! 4. schedule: every scheduled text is a subsequence of the prompt (editing only chooses), the
+//! 4. chunks: every chunk is 77 tokens (BOS, 75, EOS) with 77 weights, and the tokens between
+//!    BOS and EOS, padding removed, are the pieces' tokens in order (a BREAK marker has none);
+//! 5. schedule: every scheduled text is a subsequence of the prompt (editing only chooses), the
 //!    end steps increase strictly and the last is the steps; a prompt without `[` has the one
 //!    entry `(steps, prompt)`.
 
 use kakusan_prompt::{
-    and_parts, extract_extra_networks, parse_attention, prompt_schedule, Dialect, ScheduleOptions,
+    and_parts, chunk_text, extract_extra_networks, parse_attention, prompt_schedule, Dialect,
+    EmphasisMode, ScheduleOptions, SpecialIds,
 };
 use proptest::prelude::*;
 
@@ -72,6 +75,39 @@ fn check_all(prompt: &str, steps: u32, hires: Option<u32>, old: bool) -> Result<
         prop_assert!(!a.pieces.is_empty());
         let joined: String = a.pieces.iter().map(|p| p.text.as_str()).collect();
         prop_assert_eq!(content(prompt), content(&joined), "attention lost text");
+    }
+
+    // A tokenizer of one token per non-space character (',' is the comma), never the padding id.
+    let ids = SpecialIds {
+        bos: 1,
+        eos: 2,
+        pad: 2,
+        comma: Some(44),
+    };
+    let mut tok = |t: &str| -> Vec<u32> {
+        t.chars()
+            .filter(|c| !c.is_whitespace())
+            .map(|c| u32::from(c).max(3))
+            .collect()
+    };
+    for mode in [EmphasisMode::Original, EmphasisMode::None] {
+        let chunked = chunk_text(prompt, Dialect::A1111, mode, &ids, &mut tok);
+        prop_assert!(!chunked.chunks.is_empty());
+        let mut got: Vec<u32> = Vec::new();
+        for c in &chunked.chunks {
+            prop_assert_eq!(c.tokens.len(), 77);
+            prop_assert_eq!(c.weights.len(), 77);
+            prop_assert_eq!(c.tokens[0], 1);
+            prop_assert_eq!(c.tokens[76], 2);
+            got.extend(c.tokens[1..76].iter().filter(|&&t| t != 2));
+        }
+        let pieces = kakusan_prompt::chunks::pieces_for(prompt, Dialect::A1111, mode);
+        let want: Vec<u32> = pieces
+            .iter()
+            .filter(|p| !p.is_break())
+            .flat_map(|p| tok(&p.text))
+            .collect();
+        prop_assert_eq!(got, want, "chunking lost or invented tokens");
     }
 
     let (text, extra) = extract_extra_networks(prompt);
