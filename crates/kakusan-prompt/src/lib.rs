@@ -7,6 +7,7 @@
 //! - [`attention`]: emphasis `(a)`, `[a]`, `(a:1.3)`, escapes, `BREAK` into weighted pieces;
 //! - [`chunks`]: the weighted pieces into 77-token chunks (75 + BOS/EOS) with A1111's comma
 //!   backtracking, given any tokenizer, and the emphasis arithmetic on an encoded chunk;
+//! - [`explain`]: all of it at once, as the JSON `kakusan prompt explain` prints.
 //!
 //! Order of the stages (A1111's): extra networks are removed from the whole prompt, the rest is
 //! split at `AND`, each part is scheduled, and each scheduled text is parsed for emphasis.
@@ -15,6 +16,7 @@
 pub mod attention;
 pub mod chunks;
 pub mod compose;
+pub mod explain;
 pub mod extra;
 mod pychar;
 pub mod schedule;
@@ -25,5 +27,6 @@ pub use chunks::{
     SpecialIds,
 };
 pub use compose::{and_parts, AndPart};
+pub use explain::{explain, ExplainOptions, Explained};
 pub use extra::{extract_extra_networks, ExtraNetworkCall, ExtraNetworks, LoraCall};
 pub use schedule::{prompt_schedule, text_at, ScheduleEntry, ScheduleOptions};
