@@ -329,3 +329,49 @@ impl ScheduledGuidedUNet<'_> {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    fn filled(v: f32, len: usize) -> Tensor {
+        Tensor::full(v, (1, len, 2), &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn context_switches_at_a1111s_steps() {
+        // Part: "a" to step 2, "b" to step 5; negative: one entry.
+        let c = Conditioning {
+            uncond: vec![(5, filled(0.0, 3))],
+            parts: vec![(0.7, vec![(2, filled(1.0, 3)), (5, filled(2.0, 3))])],
+            loras: Vec::new(),
+            warnings: Vec::new(),
+        };
+        let value_at = |step| {
+            let (ctx, w) = c.context_at(step, 2).unwrap();
+            assert_eq!(ctx.dims(), &[4, 3, 2]);
+            assert_eq!(w, vec![0.7]);
+            let v: Vec<f32> = ctx.flatten_all().unwrap().to_vec1().unwrap();
+            assert!(v[..12].iter().all(|&x| x == 0.0));
+            v[12]
+        };
+        // Model call i (0-based) uses the first entry with i <= end: calls 0, 1, 2 -> "a".
+        let seen: Vec<f32> = (0..7).map(value_at).collect();
+        assert_eq!(seen, vec![1.0, 1.0, 1.0, 2.0, 2.0, 2.0, 1.0]);
+    }
+
+    #[test]
+    fn padding_repeats_the_last_vector_or_appends_empty_chunks() {
+        let t = Tensor::arange(0f32, 6.0, &Device::Cpu)
+            .unwrap()
+            .reshape((1, 3, 2))
+            .unwrap();
+        let p = pad_with_last(&t, 5).unwrap();
+        let v: Vec<f32> = p.flatten_all().unwrap().to_vec1().unwrap();
+        assert_eq!(v, vec![0., 1., 2., 3., 4., 5., 4., 5., 4., 5.]);
+        let e = filled(9.0, 3);
+        let p = pad_with_empty(&t, 9, &e).unwrap();
+        assert_eq!(p.dims(), &[1, 9, 2]);
+    }
+}

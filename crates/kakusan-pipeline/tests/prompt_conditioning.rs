@@ -157,3 +157,53 @@ fn emphasis_changes_the_conditioning() {
         .fold(0.0, f64::max);
     assert!(d > 100.0 * TOL, "{d}");
 }
+
+fn generate(model: &StableDiffusion, prompt: &str) -> Vec<f32> {
+    let job = kakusan_pipeline::Job {
+        prompt: prompt.into(),
+        negative_prompt: "blurry".into(),
+        seed: 3,
+        steps: 6,
+        width: 64,
+        height: 64,
+        sampler: "Euler".into(),
+        ..Default::default()
+    };
+    let g = model.generate(&job, &mut |_| {}).unwrap();
+    g.latents.flatten_all().unwrap().to_vec1().unwrap()
+}
+
+fn max_rel_diff(a: &[f32], b: &[f32]) -> f64 {
+    let range = a.iter().fold(1.0f64, |m, v| m.max(f64::from(v.abs())));
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| f64::from((x - y).abs()))
+        .fold(0.0, f64::max)
+        / range
+}
+
+/// AND: two halves of the same prompt guide like the whole prompt (only rounding differs:
+/// `u + 0.5 s (c - u) + 0.5 s (c - u)` against `u + s (c - u)`); a second, different part
+/// changes the picture. Prompt editing: an edit at the last step is the "from" prompt for the
+/// whole run (same conditioning, same latents to the bit); an edit half-way is neither.
+#[test]
+fn and_and_editing_in_generation() {
+    let model =
+        StableDiffusion::load(&fixtures().join("sd1-tiny"), &LoadOptions::default()).unwrap();
+    let whole = generate(&model, "a red circle");
+    let halves = generate(&model, "a red circle :0.5 AND a red circle :0.5");
+    assert!(
+        max_rel_diff(&whole, &halves) < 1e-5,
+        "{}",
+        max_rel_diff(&whole, &halves)
+    );
+    let two = generate(&model, "a red circle AND a blue square :0.8");
+    assert!(max_rel_diff(&whole, &two) > 1e-4);
+
+    let square = generate(&model, "a blue square");
+    let late = generate(&model, "[a red circle:a blue square:6]");
+    assert_eq!(late, whole);
+    let mid = generate(&model, "[a red circle:a blue square:3]");
+    assert!(max_rel_diff(&mid, &whole) > 1e-4);
+    assert!(max_rel_diff(&mid, &square) > 1e-4);
+}
