@@ -34,6 +34,44 @@ pub enum Command {
     /// Measure prompt adherence: generate held-out prompts with fixed seeds and let the
     /// evaluator read what was drawn.
     Eval(EvalArgs),
+    /// Look at what a prompt becomes (A1111's prompt language).
+    #[command(subcommand)]
+    Prompt(PromptCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PromptCommand {
+    /// Print, as JSON, the LoRA calls, AND parts, schedule, emphasis pieces and 77-token
+    /// chunks (ids, token strings, weights) of a prompt.
+    Explain(PromptExplainArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PromptExplainArgs {
+    pub prompt: String,
+    /// The negative prompt (same language, no AND, no extra networks).
+    #[arg(long)]
+    pub negative: Option<String>,
+    /// Sampling steps the schedule covers.
+    #[arg(long, default_value_t = 20)]
+    pub steps: u32,
+    /// Steps of a hires pass: the schedule for that pass (fractions count from 1.0, step
+    /// numbers from --steps).
+    #[arg(long)]
+    pub hires_steps: Option<u32>,
+    /// A1111's "old prompt editing timelines": numbers below 1 are fractions.
+    #[arg(long)]
+    pub old_scheduling: bool,
+    /// a1111, or novelai ({a} multiplies by 1.05).
+    #[arg(long, default_value = "a1111")]
+    pub dialect: String,
+    /// original (mean-restoring), no-norm, ignore or none (brackets are text).
+    #[arg(long, default_value = "original")]
+    pub emphasis: String,
+    /// The model whose tokenizer to use (a diffusers folder, a single file, or a tokenizer
+    /// folder); default: the built-in model's, else the bundled CLIP vocabulary.
+    #[arg(long, short = 'm')]
+    pub model: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -8,6 +8,7 @@ mod dataset;
 mod eval;
 mod generate;
 mod info;
+mod prompt;
 mod threads;
 mod train;
 
@@ -34,6 +35,7 @@ fn main() -> std::process::ExitCode {
         cli::Command::Train(cmd) => train::run(cmd),
         cli::Command::Dataset(cmd) => dataset::run(cmd),
         cli::Command::Eval(args) => eval::run(args),
+        cli::Command::Prompt(cmd) => prompt::run(cmd),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -8,8 +8,8 @@ use kakusan_sampling::{
     TorchBatchNoise,
 };
 
+use crate::conditioning::{PromptOptions, ScheduledGuidedUNet};
 use crate::error::{PipelineError, Result};
-use crate::guidance::GuidedUNet;
 use crate::job::Job;
 use crate::memory_estimate::{available_bytes, estimate_bytes};
 use crate::stable_diffusion::{vae_scale, StableDiffusion};
@@ -74,10 +74,13 @@ impl StableDiffusion {
         let scale = vae_scale(&self.vae_config);
         let b = job.batch_size;
         let seeds: Vec<u64> = (0..b).map(|i| job.image_seed(i)).collect();
-        let cond = self.encode_prompt(&job.prompt, job.clip_skip)?;
-        let uncond = self.encode_prompt(&job.negative_prompt, job.clip_skip)?;
-        let context = Tensor::cat(&[uncond.repeat((b, 1, 1))?, cond.repeat((b, 1, 1))?], 0)?
-            .to_dtype(self.dtype)?;
+        let conditioning = self.encode_conditioning(
+            &job.prompt,
+            &job.negative_prompt,
+            job.steps,
+            job.clip_skip,
+            &PromptOptions::default(),
+        )?;
 
         let schedule = build_schedule(job.schedule, sampler, job.steps, &self.scheduler, None)?;
         let mut noise = TorchBatchNoise::from_seeds(&seeds);
@@ -132,11 +135,13 @@ impl StableDiffusion {
                 (cut.img2img_latents(&x0, &n)?, cut)
             }
         };
-        let guided = GuidedUNet {
+        let guided = ScheduledGuidedUNet {
             unet: &self.unet,
-            context,
+            conditioning: &conditioning,
+            batch: b,
             cfg_scale: job.cfg_scale,
             dtype: self.dtype,
+            calls: std::cell::Cell::new(0),
         };
         let model_fn = |x_in: &Tensor, t: f64| {
             guided

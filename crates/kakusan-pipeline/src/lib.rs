@@ -3,6 +3,7 @@
 //! before allocating, and writing outputs.
 
 pub mod bench;
+pub mod conditioning;
 pub mod error;
 pub mod generation;
 pub mod guidance;

@@ -207,7 +207,7 @@ mod tests {
             &vae_config,
         )
         .unwrap();
-        let tokenizer = Tokenizer::from_folder(&repo_file("tests/fixtures/tokenizer")).unwrap();
+        let tokenizer = Tokenizer::from_folder(repo_file("tests/fixtures/tokenizer")).unwrap();
         let alphas: Vec<f64> = (0..1000).map(|i| 1.0 - (i as f64 + 1.0) / 1001.0).collect();
         let data = crate::tasks::ProceduralImages::new(&Default::default()).unwrap();
         let config = DiffusionTaskConfig {
