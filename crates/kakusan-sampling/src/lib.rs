@@ -11,6 +11,7 @@
 //!    `schedule.img2img_latents(init, noise)`;
 //! 4. `Sampler::sample(...)`, then `schedule.final_latents(x)`.
 
+pub mod brownian;
 pub mod denoiser;
 pub mod discrete_denoiser;
 pub mod discrete_schedule;
@@ -21,6 +22,7 @@ pub mod sampler;
 pub mod schedule;
 pub mod scheduler_config;
 
+pub use brownian::{BrownianTree, BrownianTreeNoise};
 pub use denoiser::Denoiser;
 pub use discrete_denoiser::{DiscreteDenoiser, ModelFn, Prediction};
 pub use discrete_schedule::{BetaSchedule, DiscreteSchedule, Interpolation};

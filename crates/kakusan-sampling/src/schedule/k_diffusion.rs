@@ -74,17 +74,26 @@ pub fn karras_between(
             "rho must be positive, got {rho}"
         )));
     }
-    let min_inv = sigma_min.powf(1.0 / rho);
-    let max_inv = sigma_max.powf(1.0 / rho);
-    let sigmas: Vec<f64> = torch_linspace_f32(0.0, 1.0, steps)
-        .into_iter()
-        .map(|r| f32_value((max_inv + r as f64 * (min_inv - max_inv)).powf(rho)))
-        .collect();
+    let mut sigmas = karras_sigmas(steps, sigma_min, sigma_max, rho);
+    sigmas.pop();
     let timesteps = sigmas
         .iter()
         .map(|&s| table.sigma_to_t(s, Interpolation::Log))
         .collect();
     Ok(finish(table, sigmas, timesteps))
+}
+
+/// k-diffusion's `get_sigmas_karras(n, sigma_min, sigma_max, rho)`: `n` float32 levels
+/// from sigma_max down to sigma_min, then 0 (`n + 1` values).
+pub fn karras_sigmas(n: usize, sigma_min: f64, sigma_max: f64, rho: f64) -> Vec<f64> {
+    let min_inv = sigma_min.powf(1.0 / rho);
+    let max_inv = sigma_max.powf(1.0 / rho);
+    let mut sigmas: Vec<f64> = torch_linspace_f32(0.0, 1.0, n)
+        .into_iter()
+        .map(|r| f32_value((max_inv + r as f64 * (min_inv - max_inv)).powf(rho)))
+        .collect();
+    sigmas.push(0.0);
+    sigmas
 }
 
 /// Evenly spaced in log sigma from the table's sigma_max down to sigma_min, then 0.
