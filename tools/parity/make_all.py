@@ -15,6 +15,7 @@ SCRIPTS = [
     "make_fixtures.py",
     "make_randn.py",
     "make_sampler_runs.py",
+    "make_schedules.py",
 ]
 
 

@@ -11,7 +11,7 @@ use crate::reference_numerics::torch_linspace_f32;
 /// Karras et al.'s recommended rho.
 pub const KARRAS_RHO: f64 = 7.0;
 
-fn check_steps(steps: usize) -> Result<()> {
+pub(crate) fn check_steps(steps: usize) -> Result<()> {
     if steps == 0 {
         return Err(Error::InvalidSchedule("steps must be at least 1".into()));
     }
@@ -19,11 +19,24 @@ fn check_steps(steps: usize) -> Result<()> {
 }
 
 /// Rounds to float32 (the references hold sigmas in float32 tensors).
-fn f32_value(v: f64) -> f64 {
+pub(crate) fn f32_value(v: f64) -> f64 {
     v as f32 as f64
 }
 
-fn finish(table: &DiscreteSchedule, mut sigmas: Vec<f64>, timesteps: Vec<f64>) -> SigmaSchedule {
+/// Finishes a schedule whose timesteps follow from its sigmas (log-sigma inverse).
+pub(crate) fn finish_with_timesteps(table: &DiscreteSchedule, sigmas: Vec<f64>) -> SigmaSchedule {
+    let timesteps = sigmas
+        .iter()
+        .map(|&s| table.sigma_to_t(s, Interpolation::Log))
+        .collect();
+    finish(table, sigmas, timesteps)
+}
+
+pub(crate) fn finish(
+    table: &DiscreteSchedule,
+    mut sigmas: Vec<f64>,
+    timesteps: Vec<f64>,
+) -> SigmaSchedule {
     sigmas.push(0.0);
     SigmaSchedule {
         init_noise_scale: sigmas[0],
