@@ -32,6 +32,10 @@ fn main() -> std::process::ExitCode {
         cli::Command::Train(cmd) => train::run(cmd),
         cli::Command::Dataset(cmd) => dataset::run(cmd),
         cli::Command::Eval(args) => eval::run(args),
+        cli::Command::Samplers => {
+            print!("{}", kakusan_sampling::names::listing());
+            Ok(())
+        }
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

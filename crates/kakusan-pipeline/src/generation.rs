@@ -4,7 +4,7 @@
 use candle_core::{DType, Tensor};
 use image::RgbImage;
 use kakusan_sampling::{
-    build_schedule, DiscreteDenoiser, Img2ImgConvention, Sampler, SamplerOptions, ScheduleKind,
+    build_schedule, parse_sampler_name, DiscreteDenoiser, Img2ImgConvention, ScheduleKind,
     TorchBatchNoise,
 };
 
@@ -36,8 +36,9 @@ pub struct Generation {
 }
 
 /// Checks that a sampler name is known, before any model is loaded.
+/// A1111 ("DPM++ 2M Karras") and ComfyUI ("dpmpp_2m") names are accepted.
 pub fn check_sampler(name: &str) -> Result<()> {
-    name.parse::<Sampler>().map(|_| ()).map_err(Into::into)
+    parse_sampler_name(name).map(|_| ()).map_err(Into::into)
 }
 
 impl StableDiffusion {
@@ -70,7 +71,8 @@ impl StableDiffusion {
 
     pub fn generate(&self, job: &Job, progress: &mut dyn FnMut(&Progress)) -> Result<Generation> {
         self.check_job(job)?;
-        let sampler: Sampler = job.sampler.parse()?;
+        let (sampler, implied) = parse_sampler_name(&job.sampler)?;
+        let kind = implied.unwrap_or(job.schedule);
         let scale = vae_scale(&self.vae_config);
         let b = job.batch_size;
         let seeds: Vec<u64> = (0..b).map(|i| job.image_seed(i)).collect();
@@ -79,7 +81,7 @@ impl StableDiffusion {
         let context = Tensor::cat(&[uncond.repeat((b, 1, 1))?, cond.repeat((b, 1, 1))?], 0)?
             .to_dtype(self.dtype)?;
 
-        let schedule = build_schedule(job.schedule, sampler, job.steps, &self.scheduler, None)?;
+        let schedule = build_schedule(kind, sampler, job.steps, &self.scheduler, None)?;
         let mut noise = TorchBatchNoise::from_seeds(&seeds);
         let latent_shape = [
             b,
@@ -123,7 +125,7 @@ impl StableDiffusion {
                 let x0 = Tensor::cat(&x0s, 0)?;
                 // The `model` schedule reproduces diffusers' strength arithmetic; the
                 // k-diffusion schedules A1111's.
-                let convention = match job.schedule {
+                let convention = match kind {
                     ScheduleKind::Model => Img2ImgConvention::Diffusers,
                     _ => Img2ImgConvention::A1111,
                 };
@@ -150,7 +152,7 @@ impl StableDiffusion {
             x,
             &schedule,
             &mut noise,
-            &SamplerOptions::default(),
+            &job.sampler_options,
             &mut |info| {
                 progress(&Progress {
                     step: info.step,

@@ -203,6 +203,21 @@ impl ScheduleKind {
         }
     }
 
+    /// One line for `kakusan samplers`.
+    pub fn description(self) -> &'static str {
+        match self {
+            Self::Normal => "t = linspace(t_max, 0): A1111/ComfyUI default",
+            Self::Karras => "Karras et al. rho = 7: dense near the end",
+            Self::Exponential => "even steps in log sigma",
+            Self::Polyexponential => "k-diffusion polyexponential, rho = 1",
+            Self::SgmUniform => "steps + 1 even timesteps, the last dropped",
+            Self::Simple => "every n/steps-th training sigma from the top",
+            Self::DdimUniform => "t = 1 + k (n // steps) (may add a step)",
+            Self::Beta => "timesteps at Beta(0.6, 0.6) quantiles",
+            Self::Model => "the model folder's diffusers scheduler config",
+        }
+    }
+
     /// Other accepted spellings (A1111's labels, with spaces or dashes).
     fn aliases(self) -> &'static [&'static str] {
         match self {
