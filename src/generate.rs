@@ -245,6 +245,7 @@ impl crate::cli::SamplerOptionArgs {
             s_tmin: self.s_tmin,
             s_tmax: self.s_tmax.unwrap_or(f64::INFINITY),
             brownian_noise: !self.no_brownian,
+            brownian_range: None,
         }
     }
 }

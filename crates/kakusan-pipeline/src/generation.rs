@@ -90,6 +90,7 @@ impl StableDiffusion {
             job.width / scale,
         ];
         let sf = self.vae_config.scaling_factor;
+        let mut options = job.sampler_options;
         let (x, schedule) = match &job.init_image {
             None => {
                 let n = noise.randn(&latent_shape)?.to_device(&self.device)?;
@@ -130,6 +131,12 @@ impl StableDiffusion {
                     _ => Img2ImgConvention::A1111,
                 };
                 let cut = schedule.for_img2img(job.strength, convention)?;
+                // A1111 spans the SDE samplers' Brownian tree over the whole schedule.
+                let positive = schedule.sigmas.iter().copied().filter(|s| *s > 0.0);
+                options.brownian_range = options.brownian_range.or(Some((
+                    positive.clone().fold(f64::INFINITY, f64::min),
+                    positive.fold(0.0, f64::max),
+                )));
                 let n = noise.randn(&latent_shape)?.to_device(&self.device)?;
                 (cut.img2img_latents(&x0, &n)?, cut)
             }
@@ -147,22 +154,15 @@ impl StableDiffusion {
         };
         let denoiser = DiscreteDenoiser::for_schedule(model_fn, &schedule, self.prediction);
         let total = schedule.steps();
-        let x = sampler.sample(
-            &denoiser,
-            x,
-            &schedule,
-            &mut noise,
-            &job.sampler_options,
-            &mut |info| {
-                progress(&Progress {
-                    step: info.step,
-                    total,
-                    sigma: info.sigma,
-                    x: info.x,
-                    denoised: info.denoised,
-                })
-            },
-        )?;
+        let x = sampler.sample(&denoiser, x, &schedule, &mut noise, &options, &mut |info| {
+            progress(&Progress {
+                step: info.step,
+                total,
+                sigma: info.sigma,
+                x: info.x,
+                denoised: info.denoised,
+            })
+        })?;
         let latents = schedule.final_latents(&x)?;
         let images = self.decode_latents(&latents)?;
         Ok(Generation {

@@ -205,6 +205,21 @@ impl DiscreteSchedule {
         }
     }
 
+    /// [`t_to_sigma`](Self::t_to_sigma) with log interpolation as k-diffusion and ComfyUI
+    /// compute it on float32 tensors (`log_sigmas` in float32, `(1 - w) a + w b` rounded
+    /// after each operation, then exp), so that schedules built from it carry the
+    /// references' float32 values (the SDE samplers' Brownian tree resolves time to 1e-6,
+    /// about one float32 ulp at sigma ~ 10, so an ulp can change its noise).
+    pub fn t_to_sigma_f32(&self, t: f64) -> f64 {
+        let t = t.clamp(0.0, self.t_max()) as f32;
+        let low = t.floor();
+        let high = t.ceil();
+        let w = t - low;
+        let ls = |i: f32| self.sigmas[i as usize].ln() as f32;
+        let log_sigma = (1.0 - w) * ls(low) + w * ls(high);
+        (log_sigma as f64).exp() as f32 as f64
+    }
+
     /// The (fractional) timestep of a sigma: the inverse of [`t_to_sigma`](Self::t_to_sigma)
     /// with the same interpolation, clamped to [0, n - 1] outside the table. Exact at table
     /// entries (sigma of integer t gives back t).

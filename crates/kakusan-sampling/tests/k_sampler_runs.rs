@@ -10,9 +10,10 @@
 //! bit for bit.
 
 use candle_core::{DType, Device, Tensor};
+use kakusan_sampling::discrete_schedule::DiscreteSchedule;
 use kakusan_sampling::{
-    BrownianTree, BrownianTreeNoise, Denoiser, NoiseConvention, NoiseSource, Result, Sampler,
-    SamplerOptions, TorchBatchNoise,
+    build_schedule, BrownianTree, BrownianTreeNoise, Denoiser, Img2ImgConvention, NoiseConvention,
+    NoiseSource, Result, Sampler, SamplerOptions, ScheduleKind, SchedulerConfig, TorchBatchNoise,
 };
 use serde_json::Value;
 use std::cell::Cell;
@@ -112,6 +113,14 @@ impl Denoiser for Mixture {
     }
 }
 
+fn table() -> DiscreteSchedule {
+    DiscreteSchedule::ldm(0.00085, 0.012, 1000).unwrap()
+}
+
+fn config() -> SchedulerConfig {
+    SchedulerConfig::from_json(r#"{"beta_schedule": "scaled_linear"}"#).unwrap()
+}
+
 fn rel_max_diff(ours: &[f64], reference: &[f64]) -> f64 {
     assert_eq!(ours.len(), reference.len());
     let scale = reference.iter().fold(1.0f64, |m, v| m.max(v.abs()));
@@ -156,21 +165,58 @@ fn every_sampler_matches_its_reference() {
     let doc = golden();
     let mut report = Vec::new();
     let mut seen = std::collections::HashSet::new();
+    let mut failures = Vec::new();
     for run in doc["runs"].as_array().unwrap() {
         let name = run["name"].as_str().unwrap();
         let sampler = sampler_of(run);
         seen.insert(sampler);
-        let sigmas = f64s(&run["sigmas"]);
+        let mut sigmas = f64s(&run["sigmas"]);
         let seeds = u64s(&run["seeds"]);
         let batch = seeds.len();
         let mut noise = TorchBatchNoise::from_seeds(&seeds);
         let shape = [batch, SHAPE[0], SHAPE[1], SHAPE[2]];
-        let x = noise
+        let drawn = noise
             .noise_like(&Tensor::zeros(&shape[..], DType::F32, &Device::Cpu).unwrap())
-            .unwrap()
-            .affine(sigmas[0], 0.0)
             .unwrap();
         let denoiser = Mixture::new(batch);
+        let mut options = options_of(run);
+        let x = match run["strength"].as_f64() {
+            None => drawn.affine(sigmas[0], 0.0).unwrap(),
+            Some(strength) => {
+                // img2img as A1111 runs it: our schedule (with the sampler's habits) cut at
+                // the strength, the Brownian tree over the whole schedule.
+                let kind: ScheduleKind = run["schedule"].as_str().unwrap().parse().unwrap();
+                let steps = run["steps"].as_u64().unwrap() as usize;
+                let full = build_schedule(kind, sampler, steps, &config(), Some(&table())).unwrap();
+                let sigma_diff = rel_max_diff(&full.sigmas, &f64s(&run["full_sigmas"]));
+                assert!(sigma_diff < 1e-6, "{name}: schedule off by {sigma_diff:e}");
+                let mut cut = full
+                    .for_img2img(strength, Img2ImgConvention::A1111)
+                    .unwrap();
+                assert_eq!(cut.sigmas.len(), sigmas.len(), "{name}: img2img start");
+                let mut full_sigmas = full.sigmas.clone();
+                if sampler.uses_brownian_noise() {
+                    // The Brownian tree resolves time to 1e-6 (torchsde rounds to 6
+                    // decimals), about one float32 ulp at sigma ~ 5..10. Our schedules give
+                    // torch's float32 sigmas except for ~1 in 5 values one ulp away (torch's
+                    // float32 exp/pow on the CPU are not correctly rounded); when such a
+                    // value sits on the other side of a 1e-6 boundary, that step's noise
+                    // differs (5e-5 on img2img_dpmpp_3m_sde). So the Brownian runs use the
+                    // reference's sigmas; the cut and the tree's range are still ours.
+                    cut.sigmas = sigmas.clone();
+                    full_sigmas = f64s(&run["full_sigmas"]);
+                }
+                sigmas = cut.sigmas.clone();
+                let positive = full_sigmas.iter().copied().filter(|s| *s > 0.0);
+                options.brownian_range = Some((
+                    positive.clone().fold(f64::INFINITY, f64::min),
+                    positive.fold(0.0, f64::max),
+                ));
+                let init: Vec<f32> = denoiser.mu.iter().map(|m| (m + 0.2) as f32).collect();
+                let init = Tensor::from_vec(init, &shape[..], &Device::Cpu).unwrap();
+                cut.img2img_latents(&init, &drawn).unwrap()
+            }
+        };
         let mut callbacks = 0;
         let out = sampler
             .sample_sigmas(
@@ -180,7 +226,7 @@ fn every_sampler_matches_its_reference() {
                 NoiseConvention::KDiffusion,
                 None,
                 &mut noise,
-                &options_of(run),
+                &options,
                 &mut |_| callbacks += 1,
             )
             .unwrap();
@@ -194,16 +240,15 @@ fn every_sampler_matches_its_reference() {
             .collect();
         let diff = rel_max_diff(&ours, &f64s(&run["final"]));
         report.push(format!("{name}: {diff:.1e}"));
-        let tolerance = if sampler == Sampler::DpmAdaptive {
+        let tolerance = if sampler == Sampler::DpmAdaptive && run["strength"].is_null() {
             ADAPTIVE_TOLERANCE
         } else {
             TOLERANCE
         };
-        assert!(
-            diff < tolerance,
-            "{name}: final off by {diff:e}\n{}",
-            report.join("\n")
-        );
+        if diff >= tolerance {
+            failures.push(format!("{name}: final off by {diff:e}"));
+            continue;
+        }
         assert_eq!(
             denoiser.calls.get() as u64,
             run["model_calls"].as_u64().unwrap(),
@@ -231,6 +276,7 @@ fn every_sampler_matches_its_reference() {
         }
     }
     eprintln!("{}", report.join("\n"));
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
     // Every sampler but DDIM (tests/analytic_runs.rs) and Euler a's default (idem) is here.
     for s in Sampler::ALL {
         assert!(seen.contains(&s) || s == Sampler::Ddim, "{s} has no run");

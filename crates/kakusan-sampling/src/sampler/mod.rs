@@ -146,6 +146,10 @@ pub struct SamplerOptions {
     /// source knows its seeds; `false` makes them use the plain per-image streams (A1111's
     /// "no_dpmpp_sde_batch_determinism").
     pub brownian_noise: bool,
+    /// The noise levels the Brownian tree spans, `(sigma_min, sigma_max)`; `None`: the
+    /// sampled sigmas' own range. A1111's img2img builds the tree over the whole schedule,
+    /// not the part it runs (set it to the uncut schedule's range there).
+    pub brownian_range: Option<(f64, f64)>,
 }
 
 impl Default for SamplerOptions {
@@ -157,6 +161,7 @@ impl Default for SamplerOptions {
             s_tmin: 0.0,
             s_tmax: f64::INFINITY,
             brownian_noise: true,
+            brownian_range: None,
         }
     }
 }
@@ -418,15 +423,16 @@ impl Sampler {
         let sigma_min = positive.clone().fold(f64::INFINITY, f64::min);
         let sigma_max = positive.fold(0.0, f64::max);
         // The SDE samplers' Brownian tree, seeded with the images' seeds.
+        let (tree_min, tree_max) = options.brownian_range.unwrap_or((sigma_min, sigma_max));
         let mut tree = match (
             self.uses_brownian_noise(),
             options.brownian_noise,
             noise.seeds(),
         ) {
-            (true, true, Some(seeds)) if sigma_max > sigma_min => Some(BrownianTreeNoise::new(
+            (true, true, Some(seeds)) if tree_max > tree_min => Some(BrownianTreeNoise::new(
                 x.dims(),
-                sigma_min,
-                sigma_max,
+                tree_min,
+                tree_max,
                 &seeds,
             )?),
             _ => None,
