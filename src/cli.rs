@@ -168,7 +168,8 @@ pub struct GenerateArgs {
     #[arg(long, default_value_t = 1)]
     pub batch: usize,
     /// Sampler, A1111 or ComfyUI name ("DPM++ 2M Karras", "Euler a", dpmpp_2m); see
-    /// `kakusan samplers`.
+    /// `kakusan samplers`. A comma-separated list ("Euler a,DPM++ 2M,DDIM") renders one
+    /// labelled grid PNG, same seed, one cell per sampler (and per schedule of a list).
     #[arg(long, default_value = "Euler a")]
     pub sampler: String,
     /// Schedule (normal, karras, exponential, polyexponential, sgm_uniform, simple,

@@ -18,7 +18,9 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     };
     // "DPM++ 2M Karras" becomes DPM++ 2M with the Karras schedule (what A1111 1.9+ writes
     // in its metadata); an unknown name lists the valid ones.
-    let (sampler, schedule) = kakusan_sampling::resolve(&args.sampler, args.schedule.as_deref())?;
+    // Comma-separated lists make a comparison grid (see `compare`).
+    let cells = crate::compare::cells(&args.sampler, args.schedule.as_deref())?;
+    let (sampler, schedule) = (cells[0].sampler, cells[0].schedule);
     let mut job = Job {
         prompt: args.prompt,
         negative_prompt: args.negative,
@@ -76,6 +78,16 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     // The memory estimate refuses an absurd size or batch before anything large is allocated.
     model.check_job(&job)?;
     eprintln!("seed: {seed}");
+    if cells.len() > 1 {
+        let columns = args
+            .sampler
+            .split(',')
+            .filter(|s| !s.trim().is_empty())
+            .count();
+        let path = crate::compare::run(&model, &job, &cells, columns, &out_dir)?;
+        println!("{}", path.display());
+        return Ok(());
+    }
 
     let bar = ProgressBar::new(job.steps as u64).with_style(
         ProgressStyle::with_template(

@@ -4,6 +4,7 @@
 mod allocator;
 mod bench;
 mod cli;
+mod compare;
 mod dataset;
 mod eval;
 mod generate;

@@ -179,3 +179,42 @@ fn every_sampler_runs_on_the_tiny_model() {
     let distinct: std::collections::HashSet<_> = pictures.iter().collect();
     assert!(distinct.len() > pictures.len() / 2);
 }
+
+#[test]
+fn a_sampler_list_renders_one_labelled_grid() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = generate(
+        "Euler a,DPM++ 2M,dpmpp_sde",
+        Some("normal,karras"),
+        tmp.path(),
+    );
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let files: Vec<_> = std::fs::read_dir(tmp.path().join("txt2img"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "one grid, no single pictures: {files:?}");
+    let grid = image::open(&files[0]).unwrap().to_rgb8();
+    // 3 columns (samplers) x 2 rows (schedules) of 64 px cells, 4 px gaps, a label line each.
+    assert_eq!(grid.width(), 3 * 64 + 4 * 4);
+    assert!(grid.height() > 2 * 64 + 3 * 4 && grid.height() < 2 * 64 + 3 * 4 + 2 * 40);
+    // The DPM++ 2M / Normal cell is the plain DPM++ 2M picture.
+    let single = tmp.path().join("single");
+    let run = generate("DPM++ 2M", None, &single);
+    assert!(run.status.success());
+    let picture = image::open(single.join("txt2img/00000-9.png"))
+        .unwrap()
+        .to_rgb8();
+    let label_h = grid.height() - 3 * 4 - 2 * 64;
+    let cell_y = 4 + label_h / 2;
+    for (x, y) in [(0, 0), (31, 40), (63, 63)] {
+        assert_eq!(
+            grid.get_pixel(4 + 64 + 4 + x, cell_y + y),
+            picture.get_pixel(x, y)
+        );
+    }
+}
