@@ -55,6 +55,7 @@ fn samplers_lists_one_line_each() {
         "restart",
         "lcm",
         "ddpm",
+        "plms",
     ] {
         assert_eq!(
             text.lines()
@@ -162,6 +163,7 @@ fn every_sampler_runs_on_the_tiny_model() {
         "restart",
         "lcm",
         "ddpm",
+        "plms",
     ]
     .iter()
     .enumerate()

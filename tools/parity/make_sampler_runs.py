@@ -188,6 +188,59 @@ def ddpm_sampler(model, x, sigmas, noise_sampler):
     return x
 
 
+def plms_run(name, steps, seeds):
+    """LDM's / A1111's PLMS (A1111 1.6+ sd_samplers_timesteps_impl.plms), restated, in
+    the unscaled DDPM space over A1111's timesteps (1, 1 + 1000 // steps, ...), ending at
+    t = 1; the model is the mixture's exact eps."""
+    ac = DEN.inner_model.alphas_cumprod
+    table = ((1 - ac) / ac) ** 0.5
+    timesteps = torch.clip(torch.arange(0, 1000, 1000 // steps) + 1, 0, 999)
+    alphas = ac[timesteps]
+    alphas_prev = ac[torch.nn.functional.pad(timesteps[:-1], pad=(1, 0))].to(torch.float64)
+    sqrt_one_minus_alphas = torch.sqrt(1 - alphas)
+    batch = len(seeds)
+    mu = mu_like(batch)
+    streams = Streams(seeds)
+    x = streams.randn()
+    s_x = x.new_ones((batch, 1, 1, 1))
+    calls = 0
+
+    def model(x, t):
+        nonlocal calls
+        calls += 1
+        sigma = float(table[int(t)])
+        xk = x.double() * (1 + sigma * sigma) ** 0.5
+        return ((xk - mixture_x0(xk, sigma, mu)) / sigma).float()
+
+    def step(x, e_t, index):
+        a_t = alphas[index].item() * s_x
+        a_prev = alphas_prev[index].item() * s_x
+        sq = sqrt_one_minus_alphas[index].item() * s_x
+        pred_x0 = (x - sq * e_t) / a_t.sqrt()
+        return a_prev.sqrt() * pred_x0 + (1.0 - a_prev).sqrt() * e_t
+
+    old_eps = []
+    for i in range(len(timesteps) - 1):
+        index = len(timesteps) - 1 - i
+        t, t_next = timesteps[index], timesteps[max(index - 1, 0)]
+        e_t = model(x, t)
+        if not old_eps:
+            x_prev = step(x, e_t, index)
+            e_prime = (e_t + model(x_prev, t_next)) / 2
+        elif len(old_eps) == 1:
+            e_prime = (3 * e_t - old_eps[-1]) / 2
+        elif len(old_eps) == 2:
+            e_prime = (23 * e_t - 16 * old_eps[-1] + 5 * old_eps[-2]) / 12
+        else:
+            e_prime = (55 * e_t - 59 * old_eps[-1] + 37 * old_eps[-2] - 9 * old_eps[-3]) / 24
+        x = step(x, e_prime, index)
+        old_eps.append(e_t)
+        if len(old_eps) >= 4:
+            old_eps.pop(0)
+    return dict(name=name, steps=steps, seeds=list(seeds), timesteps=timesteps.tolist(),
+                model_calls=calls, final_unscaled=x.flatten().tolist())
+
+
 # --- runs ----------------------------------------------------------------------------
 
 def run(name, sampler, kind, steps, seeds, options=None, eps_scale=1.0):
@@ -376,6 +429,7 @@ def main():
         image_shape=list(SHAPE),
         versions=dict(torch=torch.__version__, k_diffusion="0.1.1.post1", numpy=np.__version__),
         brownian=brownian_probe(),
+        plms=[plms_run("plms_20", 20, [151]), plms_run("plms_12_batch2", 12, [152, 153])],
         runs=runs,
     )
     OUT.write_text(json.dumps(doc, indent=1) + "\n")

@@ -223,23 +223,22 @@ impl BrownianTree {
         let var = left_diff * right_diff * h_reciprocal;
         let noise = self.split_noise(&parent);
         let (a, b, c) = (left_diff as f32, h_reciprocal as f32, var.sqrt() as f32);
-        let is_left = node.key % 2 == 0;
-        let w: Vec<f32> = parent_w
+        // Both children come from the same draw (torchsde draws it once per child, with the
+        // same seed): compute and keep both, so the sibling costs nothing later.
+        let left: Vec<f32> = parent_w
             .iter()
             .zip(&noise)
-            .map(|(&pw, &n)| {
-                let left = a * pw * b + c * n;
-                if is_left {
-                    left
-                } else {
-                    pw - left
-                }
-            })
+            .map(|(&pw, &n)| a * pw * b + c * n)
             .collect();
-        if self.cache.len() >= CACHE_ENTRIES {
+        let right: Vec<f32> = parent_w.iter().zip(&left).map(|(&pw, &l)| pw - l).collect();
+        if self.cache.len() + 2 > CACHE_ENTRIES {
             self.cache.clear();
         }
-        self.cache.insert((node.key, node.depth), w.clone());
+        let (left_node, right_node) = parent.children();
+        let is_left = node.key % 2 == 0;
+        let w = if is_left { left.clone() } else { right.clone() };
+        self.cache.insert((left_node.key, left_node.depth), left);
+        self.cache.insert((right_node.key, right_node.depth), right);
         w
     }
 

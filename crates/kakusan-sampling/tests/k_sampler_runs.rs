@@ -277,9 +277,12 @@ fn every_sampler_matches_its_reference() {
     }
     eprintln!("{}", report.join("\n"));
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    // Every sampler but DDIM (tests/analytic_runs.rs) and Euler a's default (idem) is here.
+    // Every sampler but DDIM (tests/analytic_runs.rs) and PLMS (plms_matches_ldm) is here.
     for s in Sampler::ALL {
-        assert!(seen.contains(&s) || s == Sampler::Ddim, "{s} has no run");
+        assert!(
+            seen.contains(&s) || matches!(s, Sampler::Ddim | Sampler::Plms),
+            "{s} has no run"
+        );
     }
 }
 
@@ -368,4 +371,63 @@ fn brownian_noise_does_not_depend_on_the_batch() {
         mean.abs() < 0.5 && (0.4..2.0).contains(&var),
         "{mean} {var}"
     );
+}
+
+/// PLMS against LDM's / A1111's algorithm run in the unscaled DDPM space over A1111's
+/// timesteps (1, 1 + 1000 // steps, ..., ending at t = 1): ours runs in k-diffusion scaling
+/// over the same levels, `x = x_ddpm * sqrt(1 + sigma^2)`.
+#[test]
+fn plms_matches_ldm() {
+    let doc = golden();
+    let table = table();
+    for run in doc["plms"].as_array().unwrap() {
+        let name = run["name"].as_str().unwrap();
+        let mut timesteps = u64s(&run["timesteps"]);
+        timesteps.reverse();
+        let sigmas: Vec<f64> = timesteps
+            .iter()
+            .map(|&t| table.sigmas()[t as usize])
+            .collect();
+        let seeds = u64s(&run["seeds"]);
+        let batch = seeds.len();
+        let mut noise = TorchBatchNoise::from_seeds(&seeds);
+        let shape = [batch, SHAPE[0], SHAPE[1], SHAPE[2]];
+        let x = noise
+            .noise_like(&Tensor::zeros(&shape[..], DType::F32, &Device::Cpu).unwrap())
+            .unwrap()
+            .affine((1.0 + sigmas[0] * sigmas[0]).sqrt(), 0.0)
+            .unwrap();
+        let denoiser = Mixture::new(batch);
+        let out = Sampler::Plms
+            .sample_sigmas(
+                &denoiser,
+                x,
+                &sigmas,
+                NoiseConvention::KDiffusion,
+                None,
+                &mut noise,
+                &SamplerOptions::default(),
+                &mut |_| {},
+            )
+            .unwrap();
+        let last = sigmas[sigmas.len() - 1];
+        let ours: Vec<f64> = out
+            .affine(1.0 / (1.0 + last * last).sqrt(), 0.0)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+            .into_iter()
+            .map(f64::from)
+            .collect();
+        let diff = rel_max_diff(&ours, &f64s(&run["final_unscaled"]));
+        eprintln!("{name}: {diff:.1e}");
+        assert!(diff < TOLERANCE, "{name}: off by {diff:e}");
+        assert_eq!(
+            denoiser.calls.get() as u64,
+            run["model_calls"].as_u64().unwrap(),
+            "{name}: model calls"
+        );
+    }
 }

@@ -21,6 +21,7 @@ pub mod euler_ancestral;
 pub mod heun;
 pub mod lcm;
 pub mod lms;
+pub mod plms;
 pub mod restart;
 
 use crate::brownian::BrownianTreeNoise;
@@ -205,11 +206,13 @@ pub enum Sampler {
     Lcm,
     /// DDPM ancestral.
     Ddpm,
+    /// PLMS (LDM's pseudo linear multistep on eps).
+    Plms,
 }
 
 impl Sampler {
     /// Every sampler, in display order.
-    pub const ALL: [Sampler; 18] = [
+    pub const ALL: [Sampler; 19] = [
         Self::Euler,
         Self::EulerAncestral,
         Self::Heun,
@@ -228,6 +231,7 @@ impl Sampler {
         Self::Ddim,
         Self::Lcm,
         Self::Ddpm,
+        Self::Plms,
     ];
 
     /// The A1111 name ("Euler", "Euler a", "DPM++ 2M", ...), used in PNG metadata.
@@ -251,6 +255,7 @@ impl Sampler {
             Self::Ddim => "DDIM",
             Self::Lcm => "LCM",
             Self::Ddpm => "DDPM",
+            Self::Plms => "PLMS",
         }
     }
 
@@ -275,6 +280,7 @@ impl Sampler {
             Self::Ddim => "ddim",
             Self::Lcm => "lcm",
             Self::Ddpm => "ddpm",
+            Self::Plms => "plms",
         }
     }
 
@@ -299,6 +305,7 @@ impl Sampler {
             Self::Ddim => "DDIM; deterministic at eta 0 (= Euler), 1 call per step",
             Self::Lcm => "jump to the estimate, re-noise (for LCM models); 1 call per step",
             Self::Ddpm => "DDPM ancestral posterior steps; 1 call per step",
+            Self::Plms => "LDM's PLMS (Adams-Bashforth on eps); deterministic, 1 call per step + 1",
         }
     }
 
@@ -324,6 +331,7 @@ impl Sampler {
             Self::Ddim => &[],
             Self::Lcm => &[],
             Self::Ddpm => &[],
+            Self::Plms => &[],
         }
     }
 
@@ -343,6 +351,7 @@ impl Sampler {
             | Self::Dpmpp2sAncestral
             | Self::DpmppSde => (2 * steps).saturating_sub(1),
             Self::DpmAdaptive => return None,
+            Self::Plms => steps + usize::from(steps > 1),
             Self::Restart => {
                 let mut sigmas: Vec<f64> = (0..steps).map(|i| (steps - i) as f64).collect();
                 sigmas.push(0.0);
@@ -540,6 +549,7 @@ impl Sampler {
             }
             Self::Lcm => lcm::sample_lcm(denoiser, x, sigmas, sde_noise, callback),
             Self::Ddpm => ddpm::sample_ddpm(denoiser, x, sigmas, sde_noise, callback),
+            Self::Plms => plms::sample_plms(denoiser, x, sigmas, callback),
         }
     }
 
