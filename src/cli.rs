@@ -224,6 +224,17 @@ pub struct SamplerOptionArgs {
     /// SDE samplers: draw from the per-image noise streams instead of a Brownian tree.
     #[arg(long)]
     pub no_brownian: bool,
+    /// karras / exponential / polyexponential: the smallest noise level (default: the
+    /// model's).
+    #[arg(long)]
+    pub sigma_min: Option<f64>,
+    /// karras / exponential / polyexponential: the largest noise level (default: the
+    /// model's).
+    #[arg(long)]
+    pub sigma_max: Option<f64>,
+    /// karras / polyexponential: rho (default 7 / 1).
+    #[arg(long)]
+    pub rho: Option<f64>,
 }
 
 #[derive(Debug, Args)]

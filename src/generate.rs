@@ -35,6 +35,11 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         sampler: sampler.name().to_string(),
         schedule,
         sampler_options: args.sampler_options.to_options(),
+        schedule_options: kakusan_pipeline::ScheduleOptions {
+            sigma_min: args.sampler_options.sigma_min,
+            sigma_max: args.sampler_options.sigma_max,
+            rho: args.sampler_options.rho,
+        },
         init_image: args.init_image,
         strength: args.strength,
         clip_skip: args.clip_skip,

@@ -4,7 +4,7 @@
 use candle_core::{DType, Tensor};
 use image::RgbImage;
 use kakusan_sampling::{
-    build_schedule, parse_sampler_name, DiscreteDenoiser, Img2ImgConvention, ScheduleKind,
+    build_schedule_with, parse_sampler_name, DiscreteDenoiser, Img2ImgConvention, ScheduleKind,
     TorchBatchNoise,
 };
 
@@ -81,7 +81,14 @@ impl StableDiffusion {
         let context = Tensor::cat(&[uncond.repeat((b, 1, 1))?, cond.repeat((b, 1, 1))?], 0)?
             .to_dtype(self.dtype)?;
 
-        let schedule = build_schedule(kind, sampler, job.steps, &self.scheduler, None)?;
+        let schedule = build_schedule_with(
+            kind,
+            sampler,
+            job.steps,
+            &self.scheduler,
+            None,
+            &job.schedule_options,
+        )?;
         let mut noise = TorchBatchNoise::from_seeds(&seeds);
         let latent_shape = [
             b,

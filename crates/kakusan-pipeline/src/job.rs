@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use kakusan_sampling::{SamplerOptions, ScheduleKind};
+use kakusan_sampling::{SamplerOptions, ScheduleKind, ScheduleOptions};
 
 use crate::error::{PipelineError, Result};
 
@@ -30,6 +30,8 @@ pub struct Job {
     pub schedule: ScheduleKind,
     /// eta, s_noise, churn (s_churn, s_tmin, s_tmax), Brownian noise for the SDE samplers.
     pub sampler_options: SamplerOptions,
+    /// sigma min / max and rho of the karras, exponential and polyexponential schedules.
+    pub schedule_options: ScheduleOptions,
     /// img2img: the picture to start from.
     pub init_image: Option<PathBuf>,
     /// img2img denoising strength in (0, 1].
@@ -52,6 +54,7 @@ impl Default for Job {
             sampler: "Euler a".into(),
             schedule: ScheduleKind::Normal,
             sampler_options: SamplerOptions::default(),
+            schedule_options: ScheduleOptions::default(),
             init_image: None,
             strength: 0.75,
             clip_skip: 1,

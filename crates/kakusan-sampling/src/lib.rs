@@ -32,5 +32,8 @@ pub use names::{parse_sampler_name, resolve};
 pub use noise::{NoiseSource, TorchBatchNoise};
 pub use sampler::{Sampler, SamplerOptions, StepInfo};
 pub use schedule::img2img::Img2ImgConvention;
-pub use schedule::{build_schedule, NoiseConvention, ScheduleKind, SigmaSchedule};
+pub use schedule::{
+    build_schedule, build_schedule_with, NoiseConvention, ScheduleKind, ScheduleOptions,
+    SigmaSchedule,
+};
 pub use scheduler_config::{DiffusersScheduler, SchedulerConfig};

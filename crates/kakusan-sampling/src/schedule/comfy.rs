@@ -36,13 +36,29 @@ pub fn polyexponential_sigmas(n: usize, sigma_min: f64, sigma_max: f64, rho: f64
 /// Polyexponential between the table's sigma_min and sigma_max (A1111: rho = 1, which is
 /// the exponential schedule).
 pub fn polyexponential(table: &DiscreteSchedule, steps: usize, rho: f64) -> Result<SigmaSchedule> {
+    polyexponential_between(table, steps, table.sigma_min(), table.sigma_max(), rho)
+}
+
+/// Polyexponential between explicit bounds.
+pub fn polyexponential_between(
+    table: &DiscreteSchedule,
+    steps: usize,
+    sigma_min: f64,
+    sigma_max: f64,
+    rho: f64,
+) -> Result<SigmaSchedule> {
     check_steps(steps)?;
+    if !(sigma_min > 0.0 && sigma_max >= sigma_min && sigma_max.is_finite()) {
+        return Err(Error::InvalidSchedule(format!(
+            "need 0 < sigma_min <= sigma_max, got {sigma_min} and {sigma_max}"
+        )));
+    }
     if !(rho > 0.0 && rho.is_finite()) {
         return Err(Error::InvalidSchedule(format!(
             "rho must be positive, got {rho}"
         )));
     }
-    let mut sigmas = polyexponential_sigmas(steps, table.sigma_min(), table.sigma_max(), rho);
+    let mut sigmas = polyexponential_sigmas(steps, sigma_min, sigma_max, rho);
     sigmas.pop();
     Ok(finish_with_timesteps(table, sigmas))
 }

@@ -263,6 +263,58 @@ pub fn build_schedule(
     config: &SchedulerConfig,
     table: Option<&DiscreteSchedule>,
 ) -> Result<SigmaSchedule> {
+    build_schedule_with(
+        kind,
+        sampler,
+        steps,
+        config,
+        table,
+        &ScheduleOptions::default(),
+    )
+}
+
+/// Overrides of the bounds (and rho) of the schedules that take them: karras, exponential
+/// and polyexponential (A1111's "sigma min / sigma max / rho" settings, ComfyUI's
+/// KarrasScheduler / ExponentialScheduler / PolyexponentialScheduler nodes). `None`: the
+/// model's sigma_min / sigma_max, rho 7 (karras) or 1 (polyexponential).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct ScheduleOptions {
+    pub sigma_min: Option<f64>,
+    pub sigma_max: Option<f64>,
+    pub rho: Option<f64>,
+}
+
+impl ScheduleOptions {
+    /// Whether anything is overridden.
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// [`build_schedule`] with bound overrides (see [`ScheduleOptions`]); an override given for
+/// a schedule that has no bounds is an error rather than silently ignored.
+pub fn build_schedule_with(
+    kind: ScheduleKind,
+    sampler: Sampler,
+    steps: usize,
+    config: &SchedulerConfig,
+    table: Option<&DiscreteSchedule>,
+    options: &ScheduleOptions,
+) -> Result<SigmaSchedule> {
+    let bounded = matches!(
+        kind,
+        ScheduleKind::Karras | ScheduleKind::Exponential | ScheduleKind::Polyexponential
+    );
+    if !bounded && !options.is_default() {
+        return Err(Error::InvalidSchedule(format!(
+            "sigma min/max and rho apply to the karras, exponential and polyexponential schedules, not {kind}"
+        )));
+    }
+    if options.rho.is_some() && kind == ScheduleKind::Exponential {
+        return Err(Error::InvalidSchedule(
+            "the exponential schedule has no rho (use karras or polyexponential)".into(),
+        ));
+    }
     let k_table = || match table {
         Some(t) => Ok(t.clone()),
         None => config.k_diffusion_table(),
@@ -273,9 +325,22 @@ pub fn build_schedule(
     let k_steps = if discard { steps + 1 } else { steps };
     let mut schedule = match kind {
         ScheduleKind::Normal => k_diffusion::normal(&k_table()?, k_steps)?,
-        ScheduleKind::Karras => k_diffusion::karras(&k_table()?, k_steps, k_diffusion::KARRAS_RHO)?,
-        ScheduleKind::Exponential => k_diffusion::exponential(&k_table()?, k_steps)?,
-        ScheduleKind::Polyexponential => comfy::polyexponential(&k_table()?, k_steps, 1.0)?,
+        ScheduleKind::Karras => {
+            let t = k_table()?;
+            let (lo, hi) = bounds(&t, options);
+            let rho = options.rho.unwrap_or(k_diffusion::KARRAS_RHO);
+            k_diffusion::karras_between(&t, k_steps, lo, hi, rho)?
+        }
+        ScheduleKind::Exponential => {
+            let t = k_table()?;
+            let (lo, hi) = bounds(&t, options);
+            k_diffusion::exponential_between(&t, k_steps, lo, hi)?
+        }
+        ScheduleKind::Polyexponential => {
+            let t = k_table()?;
+            let (lo, hi) = bounds(&t, options);
+            comfy::polyexponential_between(&t, k_steps, lo, hi, options.rho.unwrap_or(1.0))?
+        }
         ScheduleKind::SgmUniform => comfy::sgm_uniform(&k_table()?, k_steps)?,
         ScheduleKind::Simple => comfy::simple(&k_table()?, k_steps)?,
         ScheduleKind::DdimUniform => comfy::ddim_uniform(&k_table()?, k_steps)?,
@@ -295,9 +360,48 @@ pub fn build_schedule(
     Ok(schedule)
 }
 
+fn bounds(table: &DiscreteSchedule, options: &ScheduleOptions) -> (f64, f64) {
+    (
+        options.sigma_min.unwrap_or(table.sigma_min()),
+        options.sigma_max.unwrap_or(table.sigma_max()),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bounds_can_be_overridden() {
+        let config = SchedulerConfig::from_json(r#"{"beta_schedule": "scaled_linear"}"#).unwrap();
+        let options = ScheduleOptions {
+            sigma_min: Some(0.1),
+            sigma_max: Some(10.0),
+            rho: None,
+        };
+        let build = |kind, o: &ScheduleOptions| {
+            build_schedule_with(kind, Sampler::Euler, 8, &config, None, o)
+        };
+        for kind in [
+            ScheduleKind::Karras,
+            ScheduleKind::Exponential,
+            ScheduleKind::Polyexponential,
+        ] {
+            let s = build(kind, &options).unwrap();
+            assert!((s.sigmas[0] - 10.0).abs() < 1e-5, "{kind}: {:?}", s.sigmas);
+            assert!((s.sigmas[7] - 0.1).abs() < 1e-6, "{kind}: {:?}", s.sigmas);
+        }
+        // rho changes karras' spacing but not its ends.
+        let rho3 = ScheduleOptions {
+            rho: Some(3.0),
+            ..options
+        };
+        let a = build(ScheduleKind::Karras, &options).unwrap();
+        let b = build(ScheduleKind::Karras, &rho3).unwrap();
+        assert!((a.sigmas[4] - b.sigmas[4]).abs() > 0.1);
+        assert!(build(ScheduleKind::Normal, &options).is_err());
+        assert!(build(ScheduleKind::Exponential, &rho3).is_err());
+    }
 
     #[test]
     fn build_dispatches_on_kind() {
