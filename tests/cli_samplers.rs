@@ -56,6 +56,8 @@ fn samplers_lists_one_line_each() {
         "lcm",
         "ddpm",
         "plms",
+        "uni_pc",
+        "uni_pc_bh2",
     ] {
         assert_eq!(
             text.lines()
@@ -164,6 +166,8 @@ fn every_sampler_runs_on_the_tiny_model() {
         "lcm",
         "ddpm",
         "plms",
+        "uni_pc",
+        "uni_pc_bh2",
     ]
     .iter()
     .enumerate()

@@ -241,6 +241,33 @@ def plms_run(name, steps, seeds):
                 model_calls=calls, final_unscaled=x.flatten().tolist())
 
 
+def unipc_run(name, steps, seeds, **config):
+    """diffusers' UniPCMultistepScheduler (data prediction, with corrector) on the mixture's
+    exact eps, in its own unscaled space (init_noise_sigma 1, no input scaling)."""
+    from diffusers import UniPCMultistepScheduler
+
+    sched = UniPCMultistepScheduler.from_config(dict(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
+        **config))
+    sched.set_timesteps(steps)
+    ac = sched.alphas_cumprod.numpy().astype(np.float64)
+    table = ((1 - ac) / ac) ** 0.5
+    batch = len(seeds)
+    mu = mu_like(batch)
+    streams = Streams(seeds)
+    latents = streams.randn() * sched.init_noise_sigma
+    calls = 0
+    for t in sched.timesteps:
+        calls += 1
+        sigma = float(np.interp(float(t), np.arange(len(table)), table))
+        xk = latents.double() * (1 + sigma * sigma) ** 0.5
+        eps = ((xk - mixture_x0(xk, sigma, mu)) / sigma).float()
+        latents = sched.step(eps, t, latents).prev_sample
+    assert torch.isfinite(latents).all(), name
+    return dict(name=name, steps=steps, seeds=list(seeds), config=config,
+                sigmas=sched.sigmas.tolist(), model_calls=calls, final=latents.flatten().tolist())
+
+
 # --- runs ----------------------------------------------------------------------------
 
 def run(name, sampler, kind, steps, seeds, options=None, eps_scale=1.0):
@@ -430,6 +457,14 @@ def main():
         versions=dict(torch=torch.__version__, k_diffusion="0.1.1.post1", numpy=np.__version__),
         brownian=brownian_probe(),
         plms=[plms_run("plms_20", 20, [151]), plms_run("plms_12_batch2", 12, [152, 153])],
+        unipc=[
+            unipc_run("unipc_bh2_order2", 15, [161]),
+            # diffusers' bh1 multiplies B(h) = -inf by 0 on a last step to sigma 0 (NaN): end
+            # at sigma_min instead.
+            unipc_run("unipc_bh1_order3", 12, [162, 163], solver_type="bh1", solver_order=3,
+                      final_sigmas_type="sigma_min"),
+            unipc_run("unipc_bh2_order3", 20, [164], solver_order=3),
+        ],
         runs=runs,
     )
     OUT.write_text(json.dumps(doc, indent=1) + "\n")

@@ -277,10 +277,15 @@ fn every_sampler_matches_its_reference() {
     }
     eprintln!("{}", report.join("\n"));
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    // Every sampler but DDIM (tests/analytic_runs.rs) and PLMS (plms_matches_ldm) is here.
+    // Every sampler but DDIM (tests/analytic_runs.rs), PLMS (plms_matches_ldm) and UniPC
+    // (unipc_matches_diffusers) is here.
     for s in Sampler::ALL {
         assert!(
-            seen.contains(&s) || matches!(s, Sampler::Ddim | Sampler::Plms),
+            seen.contains(&s)
+                || matches!(
+                    s,
+                    Sampler::Ddim | Sampler::Plms | Sampler::UniPc | Sampler::UniPcBh2
+                ),
             "{s} has no run"
         );
     }
@@ -422,6 +427,58 @@ fn plms_matches_ldm() {
             .map(f64::from)
             .collect();
         let diff = rel_max_diff(&ours, &f64s(&run["final_unscaled"]));
+        eprintln!("{name}: {diff:.1e}");
+        assert!(diff < TOLERANCE, "{name}: off by {diff:e}");
+        assert_eq!(
+            denoiser.calls.get() as u64,
+            run["model_calls"].as_u64().unwrap(),
+            "{name}: model calls"
+        );
+    }
+}
+
+/// UniPC against diffusers' UniPCMultistepScheduler over its own sigmas (unscaled space,
+/// init_noise_sigma 1): ours runs in k-diffusion scaling from `noise * sqrt(1 + sigma_0^2)`,
+/// its result divided by `sqrt(1 + sigma_last^2)` (1 when the run ends at 0).
+#[test]
+fn unipc_matches_diffusers() {
+    use kakusan_sampling::sampler::unipc::{sample_unipc, UniPcOptions, UniPcVariant};
+    let doc = golden();
+    for run in doc["unipc"].as_array().unwrap() {
+        let name = run["name"].as_str().unwrap();
+        let config = &run["config"];
+        let opts = UniPcOptions {
+            order: config["solver_order"].as_u64().unwrap_or(2) as usize,
+            variant: match config["solver_type"].as_str() {
+                Some("bh1") => UniPcVariant::Bh1,
+                _ => UniPcVariant::Bh2,
+            },
+            lower_order_final: true,
+        };
+        let sigmas = f64s(&run["sigmas"]);
+        let seeds = u64s(&run["seeds"]);
+        let batch = seeds.len();
+        let mut noise = TorchBatchNoise::from_seeds(&seeds);
+        let shape = [batch, SHAPE[0], SHAPE[1], SHAPE[2]];
+        let x = noise
+            .noise_like(&Tensor::zeros(&shape[..], DType::F32, &Device::Cpu).unwrap())
+            .unwrap()
+            .affine((1.0 + sigmas[0] * sigmas[0]).sqrt(), 0.0)
+            .unwrap();
+        let denoiser = Mixture::new(batch);
+        let out = sample_unipc(&denoiser, x, &sigmas, &opts, &mut |_| {}).unwrap();
+        let last = sigmas[sigmas.len() - 1];
+        let ours: Vec<f64> = out
+            .affine(1.0 / (1.0 + last * last).sqrt(), 0.0)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+            .into_iter()
+            .map(f64::from)
+            .collect();
+        let diff = rel_max_diff(&ours, &f64s(&run["final"]));
         eprintln!("{name}: {diff:.1e}");
         assert!(diff < TOLERANCE, "{name}: off by {diff:e}");
         assert_eq!(

@@ -23,6 +23,7 @@ pub mod lcm;
 pub mod lms;
 pub mod plms;
 pub mod restart;
+pub mod unipc;
 
 use crate::brownian::BrownianTreeNoise;
 use crate::denoiser::Denoiser;
@@ -208,11 +209,15 @@ pub enum Sampler {
     Ddpm,
     /// PLMS (LDM's pseudo linear multistep on eps).
     Plms,
+    /// UniPC, B(h) = h, order 3 (A1111's and ComfyUI's "uni_pc").
+    UniPc,
+    /// UniPC, B(h) = e^h - 1, order 3 (ComfyUI's "uni_pc_bh2").
+    UniPcBh2,
 }
 
 impl Sampler {
     /// Every sampler, in display order.
-    pub const ALL: [Sampler; 19] = [
+    pub const ALL: [Sampler; 21] = [
         Self::Euler,
         Self::EulerAncestral,
         Self::Heun,
@@ -232,6 +237,8 @@ impl Sampler {
         Self::Lcm,
         Self::Ddpm,
         Self::Plms,
+        Self::UniPc,
+        Self::UniPcBh2,
     ];
 
     /// The A1111 name ("Euler", "Euler a", "DPM++ 2M", ...), used in PNG metadata.
@@ -256,6 +263,8 @@ impl Sampler {
             Self::Lcm => "LCM",
             Self::Ddpm => "DDPM",
             Self::Plms => "PLMS",
+            Self::UniPc => "UniPC",
+            Self::UniPcBh2 => "UniPC BH2",
         }
     }
 
@@ -281,6 +290,8 @@ impl Sampler {
             Self::Lcm => "lcm",
             Self::Ddpm => "ddpm",
             Self::Plms => "plms",
+            Self::UniPc => "uni_pc",
+            Self::UniPcBh2 => "uni_pc_bh2",
         }
     }
 
@@ -306,6 +317,8 @@ impl Sampler {
             Self::Lcm => "jump to the estimate, re-noise (for LCM models); 1 call per step",
             Self::Ddpm => "DDPM ancestral posterior steps; 1 call per step",
             Self::Plms => "LDM's PLMS (Adams-Bashforth on eps); deterministic, 1 call per step + 1",
+            Self::UniPc => "UniPC predictor-corrector, B(h) = h, order 3; 1 call per step",
+            Self::UniPcBh2 => "UniPC predictor-corrector, B(h) = e^h - 1, order 3; 1 call per step",
         }
     }
 
@@ -332,13 +345,19 @@ impl Sampler {
             Self::Lcm => &[],
             Self::Ddpm => &[],
             Self::Plms => &[],
+            Self::UniPc => &["unipc"],
+            Self::UniPcBh2 => &["unipc_bh2"],
         }
     }
 
     /// Samplers whose schedule A1111 and ComfyUI build one step longer and then drop the
-    /// next-to-last sigma ("discard_next_to_last_sigma"): DPM2 and DPM2 a.
+    /// next-to-last sigma ("discard_next_to_last_sigma"): DPM2 and DPM2 a (and, in ComfyUI,
+    /// UniPC).
     pub fn discards_penultimate_sigma(self) -> bool {
-        matches!(self, Self::Dpm2 | Self::Dpm2Ancestral)
+        matches!(
+            self,
+            Self::Dpm2 | Self::Dpm2Ancestral | Self::UniPc | Self::UniPcBh2
+        )
     }
 
     /// Model calls for a run of `steps` steps (`None` for DPM adaptive, whose count depends
@@ -550,6 +569,18 @@ impl Sampler {
             Self::Lcm => lcm::sample_lcm(denoiser, x, sigmas, sde_noise, callback),
             Self::Ddpm => ddpm::sample_ddpm(denoiser, x, sigmas, sde_noise, callback),
             Self::Plms => plms::sample_plms(denoiser, x, sigmas, callback),
+            Self::UniPc | Self::UniPcBh2 => {
+                let opts = unipc::UniPcOptions {
+                    order: 3,
+                    variant: if self == Self::UniPc {
+                        unipc::UniPcVariant::Bh1
+                    } else {
+                        unipc::UniPcVariant::Bh2
+                    },
+                    lower_order_final: true,
+                };
+                unipc::sample_unipc(denoiser, x, sigmas, &opts, callback)
+            }
         }
     }
 
