@@ -224,3 +224,48 @@ fn a_sampler_list_renders_one_labelled_grid() {
         );
     }
 }
+
+#[test]
+fn sampler_options_are_recorded_in_the_png() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = fixtures().join("sd1-tiny");
+    let run = kakusan(
+        &[
+            "generate",
+            "a red circle",
+            "--steps",
+            "4",
+            "--width",
+            "64",
+            "--height",
+            "64",
+            "--seed",
+            "2",
+            "--model",
+            model.to_str().unwrap(),
+            "--sampler",
+            "DPM++ SDE",
+            "--schedule",
+            "karras",
+            "--eta",
+            "0.5",
+            "--sigma-max",
+            "10",
+        ],
+        tmp.path(),
+    );
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let info = Command::new(env!("CARGO_BIN_EXE_kakusan"))
+        .arg("info")
+        .arg(tmp.path().join("txt2img/00000-2.png"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&info.stdout);
+    assert!(text.contains("Eta: 0.5"), "{text}");
+    assert!(text.contains("Schedule max sigma: 10"), "{text}");
+    assert!(!text.contains("Sigma churn"), "{text}");
+}

@@ -164,7 +164,9 @@ impl StableDiffusion {
         let x = sampler.sample(&denoiser, x, &schedule, &mut noise, &options, &mut |info| {
             progress(&Progress {
                 step: info.step,
-                total,
+                // Restart walks more steps than the schedule has; DPM adaptive reports 0
+                // (unknown in advance).
+                total: if info.total > 0 { info.total } else { total },
                 sigma: info.sigma,
                 x: info.x,
                 denoised: info.denoised,

@@ -372,10 +372,10 @@ impl Sampler {
             Self::DpmAdaptive => return None,
             Self::Plms => steps + usize::from(steps > 1),
             Self::Restart => {
-                let mut sigmas: Vec<f64> = (0..steps).map(|i| (steps - i) as f64).collect();
-                sigmas.push(0.0);
+                // The plan's length depends only on the step count (SD-like levels here).
+                let sigmas = crate::schedule::k_diffusion::karras_sigmas(steps, 0.03, 14.6, 7.0);
                 let plan = restart::restart_plan(&sigmas);
-                2 * plan.len() - 1
+                (2 * plan.len()).saturating_sub(1)
             }
             _ => steps,
         })
