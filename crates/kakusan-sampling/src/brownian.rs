@@ -155,6 +155,12 @@ impl Node {
     }
 }
 
+/// The split noise of node `parent` of the tree seeded with `seed`.
+fn draw_split_noise(seed: u64, parent: &Node, shape: &[usize]) -> Vec<f32> {
+    let state = seed_sequence_state(seed, &[parent.key, parent.depth], POOL_SIZE, 4)[0];
+    TorchCpuGenerator::new(state as u64).randn(shape)
+}
+
 /// One Brownian motion over `[t0, t1]` (one image), reproducing `torchsde.BrownianTree(t0,
 /// zeros(shape), t1, entropy=seed)` on the CPU.
 #[derive(Debug, Clone)]
@@ -165,6 +171,8 @@ pub struct BrownianTree {
     shape: Vec<usize>,
     root_w: Vec<f32>,
     cache: HashMap<(u64, u64), Vec<f32>>,
+    /// Split noises drawn ahead (in parallel) for the current query.
+    drawn: HashMap<(u64, u64), Vec<f32>>,
 }
 
 impl BrownianTree {
@@ -193,13 +201,63 @@ impl BrownianTree {
             shape: shape.to_vec(),
             root_w: noise.into_iter().map(|v| v * scale).collect(),
             cache: HashMap::new(),
+            drawn: HashMap::new(),
         })
     }
 
     /// The noise drawn when node `parent` is split (its `W_seed` stream).
-    fn split_noise(&self, parent: &Node) -> Vec<f32> {
-        let seed = seed_sequence_state(self.seed, &[parent.key, parent.depth], POOL_SIZE, 4)[0];
-        TorchCpuGenerator::new(seed as u64).randn(&self.shape)
+    fn split_noise(&mut self, parent: &Node) -> Vec<f32> {
+        if let Some(noise) = self.drawn.remove(&(parent.key, parent.depth)) {
+            return noise;
+        }
+        draw_split_noise(self.seed, parent, &self.shape)
+    }
+
+    /// Draws, in parallel, the split noises the paths will need (every parent of a node
+    /// whose increment is not cached yet). Each is an independent torch generator, so the
+    /// result is the same as drawing them one by one.
+    fn draw_ahead(&mut self, paths: &[Vec<Node>]) {
+        let mut needed: Vec<Node> = Vec::new();
+        for path in paths {
+            for pair in path.windows(2).rev() {
+                let (parent, child) = (pair[0], pair[1]);
+                if self.cache.contains_key(&(child.key, child.depth)) {
+                    break;
+                }
+                let key = (parent.key, parent.depth);
+                if !self.drawn.contains_key(&key) && !needed.iter().any(|n| (n.key, n.depth) == key)
+                {
+                    needed.push(parent);
+                }
+            }
+        }
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .min(needed.len());
+        if threads <= 1 {
+            return;
+        }
+        let (seed, shape) = (self.seed, &self.shape);
+        let chunk = needed.len().div_ceil(threads);
+        let drawn: Vec<((u64, u64), Vec<f32>)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = needed
+                .chunks(chunk)
+                .map(|nodes| {
+                    scope.spawn(move || {
+                        nodes
+                            .iter()
+                            .map(|n| ((n.key, n.depth), draw_split_noise(seed, n, shape)))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_default())
+                .collect()
+        });
+        self.drawn.extend(drawn);
     }
 
     /// The increment over a tree node, from its parent's (`path` = the nodes from the root
@@ -284,6 +342,7 @@ impl BrownianTree {
         }
         let mut paths = Vec::new();
         self.locate(&mut vec![self.root], ta, tb, &mut paths);
+        self.draw_ahead(&paths);
         let mut total: Option<Vec<f32>> = None;
         for path in paths {
             let w = self.increment(&path);
@@ -292,6 +351,8 @@ impl BrownianTree {
                 Some(acc) => acc.iter().zip(&w).map(|(a, b)| a + b).collect(),
             });
         }
+        // Anything drawn ahead and not used (a thread that failed leaves nothing) is dropped.
+        self.drawn.clear();
         total.unwrap_or_else(|| vec![0.0; self.len])
     }
 }
