@@ -268,6 +268,36 @@ def unipc_run(name, steps, seeds, **config):
                 sigmas=sched.sigmas.tolist(), model_calls=calls, final=latents.flatten().tolist())
 
 
+def diffusers_family_run(name, cls_name, steps, seeds, **config):
+    """diffusers' k-diffusion-style schedulers (Heun, LMS) with the folder-config
+    conventions (timestep spacing, init_noise_sigma, input scaling), on the mixture's exact
+    eps; sigma is recovered from the timestep fed (np.interp over the scheduler's table)."""
+    import diffusers
+
+    cls = getattr(diffusers, cls_name)
+    sched = cls.from_config(dict(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
+        **config))
+    sched.set_timesteps(steps)
+    ac = sched.alphas_cumprod.numpy().astype(np.float64)
+    table = ((1 - ac) / ac) ** 0.5
+    batch = len(seeds)
+    mu = mu_like(batch)
+    streams = Streams(seeds)
+    latents = streams.randn() * sched.init_noise_sigma
+    calls = 0
+    for t in sched.timesteps:
+        calls += 1
+        x_in = sched.scale_model_input(latents, t)
+        sigma = float(np.interp(float(t), np.arange(len(table)), table))
+        xk = x_in.double() * (sigma * sigma + 1) ** 0.5
+        eps = ((xk - mixture_x0(xk, sigma, mu)) / sigma).float()
+        latents = sched.step(eps, t, latents).prev_sample
+    return dict(name=name, scheduler=cls_name, steps=steps, seeds=list(seeds),
+                config=dict(sched.config), init_noise_sigma=float(sched.init_noise_sigma),
+                model_calls=calls, final=latents.flatten().tolist())
+
+
 # --- runs ----------------------------------------------------------------------------
 
 def run(name, sampler, kind, steps, seeds, options=None, eps_scale=1.0):
@@ -464,6 +494,14 @@ def main():
             unipc_run("unipc_bh1_order3", 12, [162, 163], solver_type="bh1", solver_order=3,
                       final_sigmas_type="sigma_min"),
             unipc_run("unipc_bh2_order3", 20, [164], solver_order=3),
+        ],
+        diffusers=[
+            diffusers_family_run("heun_leading", "HeunDiscreteScheduler", 10, [171],
+                                 timestep_spacing="leading", steps_offset=1),
+            diffusers_family_run("heun_linspace", "HeunDiscreteScheduler", 8, [172, 173]),
+            diffusers_family_run("lms_leading", "LMSDiscreteScheduler", 15, [174],
+                                 timestep_spacing="leading", steps_offset=1),
+            diffusers_family_run("lms_linspace", "LMSDiscreteScheduler", 12, [175]),
         ],
         runs=runs,
     )

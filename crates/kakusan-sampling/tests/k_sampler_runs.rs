@@ -488,3 +488,97 @@ fn unipc_matches_diffusers() {
         );
     }
 }
+
+/// The mixture as a network: eps from the scaled input and the timestep, sigma recovered
+/// from t linearly over the table (what the Python side does with np.interp).
+struct MixtureNet<'a> {
+    mixture: &'a Mixture,
+    table: DiscreteSchedule,
+}
+
+impl kakusan_sampling::ModelFn for MixtureNet<'_> {
+    fn predict(&self, x_in: &Tensor, t: f64) -> Result<Tensor> {
+        let sigma = self
+            .table
+            .t_to_sigma(t, kakusan_sampling::Interpolation::Linear);
+        let x = x_in.affine((sigma * sigma + 1.0).sqrt(), 0.0)?;
+        let x0 = self.mixture.denoise(&x, sigma)?;
+        Ok(((&x - &x0)? / sigma)?)
+    }
+}
+
+/// diffusers' HeunDiscreteScheduler and LMSDiscreteScheduler against our Heun and LMS on
+/// the `model` schedule (the folder's scheduler config, diffusers' Euler-family timesteps,
+/// init_noise_sigma and input scaling), through the DiscreteDenoiser as the pipeline uses it.
+#[test]
+fn heun_and_lms_match_diffusers_schedulers() {
+    use kakusan_sampling::schedule::diffusers::model_schedule;
+    use kakusan_sampling::{DiffusersScheduler, DiscreteDenoiser};
+    let doc = golden();
+    let mut checked = 0;
+    for run in doc["diffusers"].as_array().unwrap() {
+        let name = run["name"].as_str().unwrap();
+        let sampler = match run["scheduler"].as_str().unwrap() {
+            "HeunDiscreteScheduler" => Sampler::Heun,
+            "LMSDiscreteScheduler" => Sampler::Lms,
+            other => panic!("unexpected scheduler {other}"),
+        };
+        let config: SchedulerConfig = serde_json::from_value(run["config"].clone()).unwrap();
+        let steps = run["steps"].as_u64().unwrap() as usize;
+        let schedule = model_schedule(&config, DiffusersScheduler::Euler, steps).unwrap();
+        let init = run["init_noise_sigma"].as_f64().unwrap();
+        assert!(
+            (schedule.init_noise_scale / init - 1.0).abs() < 1e-6,
+            "{name}: init {} vs {init}",
+            schedule.init_noise_scale
+        );
+        let seeds = u64s(&run["seeds"]);
+        let batch = seeds.len();
+        let mut noise = TorchBatchNoise::from_seeds(&seeds);
+        let shape = [batch, SHAPE[0], SHAPE[1], SHAPE[2]];
+        let x = schedule
+            .initial_latents(
+                &noise
+                    .noise_like(&Tensor::zeros(&shape[..], DType::F32, &Device::Cpu).unwrap())
+                    .unwrap(),
+            )
+            .unwrap();
+        let mixture = Mixture::new(batch);
+        let net = MixtureNet {
+            mixture: &mixture,
+            table: schedule.table.clone(),
+        };
+        let prediction = config.prediction().unwrap();
+        let denoiser = DiscreteDenoiser::for_schedule(net, &schedule, prediction);
+        let out = sampler
+            .sample(
+                &denoiser,
+                x,
+                &schedule,
+                &mut noise,
+                &SamplerOptions::default(),
+                &mut |_| {},
+            )
+            .unwrap();
+        let ours: Vec<f64> = schedule
+            .final_latents(&out)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+            .into_iter()
+            .map(f64::from)
+            .collect();
+        let diff = rel_max_diff(&ours, &f64s(&run["final"]));
+        eprintln!("{name}: {diff:.1e}");
+        assert!(diff < TOLERANCE, "{name}: off by {diff:e}");
+        assert_eq!(
+            mixture.calls.get() as u64,
+            run["model_calls"].as_u64().unwrap(),
+            "{name}: model calls"
+        );
+        checked += 1;
+    }
+    assert_eq!(checked, 4);
+}
