@@ -137,7 +137,7 @@ fn a1111_and_comfy_names_give_the_same_picture() {
         .unwrap();
     let text = String::from_utf8_lossy(&info.stdout);
     assert!(text.contains("Sampler: DPM++ 2M,"), "{text}");
-    assert!(text.contains("Schedule type: karras"), "{text}");
+    assert!(text.contains("Schedule type: Karras"), "{text}");
     // A conflicting schedule is refused.
     let run_c = generate(
         "DPM++ 2M Karras",

@@ -27,7 +27,8 @@ pub fn parameters_for(model: &StableDiffusion, job: &Job, i: usize) -> Generatio
         model_name: Some(model.name().to_string()),
         ..GenerationParameters::default()
     };
-    p.schedule = Some(job.schedule.to_string());
+    // A1111's label ("Karras", "SGM Uniform", "DDIM"): what A1111 writes and reads back.
+    p.schedule = Some(job.schedule.a1111_label().to_string());
     if job.init_image.is_some() {
         p.denoising_strength = Some(job.strength);
     }
