@@ -269,7 +269,7 @@ def unipc_run(name, steps, seeds, **config):
 
 
 def diffusers_family_run(name, cls_name, steps, seeds, **config):
-    """diffusers' k-diffusion-style schedulers (Heun, LMS) with the folder-config
+    """diffusers' k-diffusion-style schedulers (Heun, LMS, DPMSolverMultistep) with the folder-config
     conventions (timestep spacing, init_noise_sigma, input scaling), on the mixture's exact
     eps; sigma is recovered from the timestep fed (np.interp over the scheduler's table)."""
     import diffusers
@@ -294,7 +294,10 @@ def diffusers_family_run(name, cls_name, steps, seeds, **config):
         eps = ((xk - mixture_x0(xk, sigma, mu)) / sigma).float()
         latents = sched.step(eps, t, latents).prev_sample
     return dict(name=name, scheduler=cls_name, steps=steps, seeds=list(seeds),
-                config=dict(sched.config), init_noise_sigma=float(sched.init_noise_sigma),
+                # (JSON has no infinities: lambda_min_clipped = -inf, the default, goes as null.)
+                config={k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                        for k, v in sched.config.items()},
+                init_noise_sigma=float(sched.init_noise_sigma),
                 model_calls=calls, final=latents.flatten().tolist())
 
 
@@ -502,6 +505,13 @@ def main():
             diffusers_family_run("lms_leading", "LMSDiscreteScheduler", 15, [174],
                                  timestep_spacing="leading", steps_offset=1),
             diffusers_family_run("lms_linspace", "LMSDiscreteScheduler", 12, [175]),
+            diffusers_family_run("dpmpp_2m_linspace", "DPMSolverMultistepScheduler", 20, [176]),
+            diffusers_family_run("dpmpp_2m_leading", "DPMSolverMultistepScheduler", 15, [177, 178],
+                                 timestep_spacing="leading", steps_offset=1),
+            diffusers_family_run("dpmpp_2m_trailing_8", "DPMSolverMultistepScheduler", 8, [179],
+                                 timestep_spacing="trailing"),
+            diffusers_family_run("dpmpp_2m_sigma_min", "DPMSolverMultistepScheduler", 16, [180],
+                                 final_sigmas_type="sigma_min"),
         ],
         runs=runs,
     )

@@ -507,11 +507,11 @@ impl kakusan_sampling::ModelFn for MixtureNet<'_> {
     }
 }
 
-/// diffusers' HeunDiscreteScheduler and LMSDiscreteScheduler against our Heun and LMS on
-/// the `model` schedule (the folder's scheduler config, diffusers' Euler-family timesteps,
+/// diffusers' HeunDiscreteScheduler, LMSDiscreteScheduler and DPMSolverMultistepScheduler
+/// (DPM-Solver++ 2M) against our Heun, LMS and DPM++ 2M on the `model` schedule (the folder's scheduler config, diffusers' Euler-family timesteps,
 /// init_noise_sigma and input scaling), through the DiscreteDenoiser as the pipeline uses it.
 #[test]
-fn heun_and_lms_match_diffusers_schedulers() {
+fn heun_lms_and_dpmpp_2m_match_diffusers_schedulers() {
     use kakusan_sampling::schedule::diffusers::model_schedule;
     use kakusan_sampling::{DiffusersScheduler, DiscreteDenoiser};
     let doc = golden();
@@ -521,12 +521,18 @@ fn heun_and_lms_match_diffusers_schedulers() {
         let sampler = match run["scheduler"].as_str().unwrap() {
             "HeunDiscreteScheduler" => Sampler::Heun,
             "LMSDiscreteScheduler" => Sampler::Lms,
+            "DPMSolverMultistepScheduler" => Sampler::Dpmpp2m,
             other => panic!("unexpected scheduler {other}"),
         };
         let config: SchedulerConfig = serde_json::from_value(run["config"].clone()).unwrap();
         let steps = run["steps"].as_u64().unwrap() as usize;
-        let schedule = model_schedule(&config, DiffusersScheduler::Euler, steps).unwrap();
-        let init = run["init_noise_sigma"].as_f64().unwrap();
+        let class = sampler.diffusers_scheduler();
+        let schedule = model_schedule(&config, class, steps).unwrap();
+        let mut init = run["init_noise_sigma"].as_f64().unwrap();
+        if class == DiffusersScheduler::DpmSolverMultistep {
+            // It starts from unit noise in the unscaled space.
+            init *= (1.0 + schedule.sigmas[0] * schedule.sigmas[0]).sqrt();
+        }
         assert!(
             (schedule.init_noise_scale / init - 1.0).abs() < 1e-6,
             "{name}: init {} vs {init}",
@@ -580,5 +586,5 @@ fn heun_and_lms_match_diffusers_schedulers() {
         );
         checked += 1;
     }
-    assert_eq!(checked, 4);
+    assert_eq!(checked, 8);
 }

@@ -382,12 +382,14 @@ impl Sampler {
     }
 
     /// The diffusers scheduler class whose timesteps the `model` schedule uses for this
-    /// sampler: its own for Euler, Euler a and DDIM; `EulerDiscreteScheduler`'s for the
-    /// others (the k-diffusion samplers then walk diffusers' sigmas).
+    /// sampler: its own for Euler, Euler a, DDIM and DPM++ 2M (`DPMSolverMultistepScheduler`);
+    /// `EulerDiscreteScheduler`'s for the others (the k-diffusion samplers then walk
+    /// diffusers' sigmas, which is what diffusers' Heun and LMS schedulers do).
     pub fn diffusers_scheduler(self) -> DiffusersScheduler {
         match self {
             Self::EulerAncestral => DiffusersScheduler::EulerAncestral,
             Self::Ddim => DiffusersScheduler::Ddim,
+            Self::Dpmpp2m => DiffusersScheduler::DpmSolverMultistep,
             _ => DiffusersScheduler::Euler,
         }
     }
