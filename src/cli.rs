@@ -37,6 +37,8 @@ pub enum Command {
     /// Look at what a prompt becomes (A1111's prompt language).
     #[command(subcommand)]
     Prompt(PromptCommand),
+    /// List the samplers and schedules, one line each.
+    Samplers,
 }
 
 #[derive(Debug, Subcommand)]
@@ -203,12 +205,18 @@ pub struct GenerateArgs {
     /// Number of images; image i uses seed + i.
     #[arg(long, default_value_t = 1)]
     pub batch: usize,
-    /// Euler, "Euler a" or DDIM (A1111 or ComfyUI names).
+    /// Sampler, A1111 or ComfyUI name ("DPM++ 2M Karras", "Euler a", dpmpp_2m); see
+    /// `kakusan samplers`. A comma-separated list ("Euler a,DPM++ 2M,DDIM") renders one
+    /// labelled grid PNG, same seed, one cell per sampler (and per schedule of a list).
     #[arg(long, default_value = "Euler a")]
     pub sampler: String,
-    /// normal (A1111/ComfyUI) or model (the folder's diffusers scheduler config).
-    #[arg(long, default_value = "normal")]
-    pub schedule: String,
+    /// Schedule (normal, karras, exponential, polyexponential, sgm_uniform, simple,
+    /// ddim_uniform, beta, or model: the folder's diffusers scheduler config); default
+    /// normal, or the one named in the sampler.
+    #[arg(long)]
+    pub schedule: Option<String>,
+    #[command(flatten)]
+    pub sampler_options: SamplerOptionArgs,
     /// img2img: start from this picture (resized to the output size, A1111's "Just resize").
     #[arg(long)]
     pub init_image: Option<PathBuf>,
@@ -230,6 +238,41 @@ pub struct GenerateArgs {
     /// How many steps the preview shows.
     #[arg(long, default_value_t = 8)]
     pub preview_frames: usize,
+}
+
+/// The samplers' knobs (k-diffusion's names).
+#[derive(Debug, Args)]
+pub struct SamplerOptionArgs {
+    /// Ancestral / SDE noise amount (default: the sampler's own, 1 for ancestral and SDE
+    /// samplers, 0 for DDIM and DPM fast/adaptive).
+    #[arg(long)]
+    pub eta: Option<f64>,
+    /// Scale of the added noise.
+    #[arg(long, default_value_t = 1.0)]
+    pub s_noise: f64,
+    /// Churn (Euler, Heun, DPM2): noise added before each step, 0 = off.
+    #[arg(long, default_value_t = 0.0)]
+    pub s_churn: f64,
+    /// Churn only for sigma >= s_tmin.
+    #[arg(long, default_value_t = 0.0)]
+    pub s_tmin: f64,
+    /// Churn only for sigma <= s_tmax (default: no limit).
+    #[arg(long)]
+    pub s_tmax: Option<f64>,
+    /// SDE samplers: draw from the per-image noise streams instead of a Brownian tree.
+    #[arg(long)]
+    pub no_brownian: bool,
+    /// karras / exponential / polyexponential: the smallest noise level (default: the
+    /// model's).
+    #[arg(long)]
+    pub sigma_min: Option<f64>,
+    /// karras / exponential / polyexponential: the largest noise level (default: the
+    /// model's).
+    #[arg(long)]
+    pub sigma_max: Option<f64>,
+    /// karras / polyexponential: rho (default 7 / 1).
+    #[arg(long)]
+    pub rho: Option<f64>,
 }
 
 #[derive(Debug, Args)]

@@ -16,6 +16,11 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         s if s < -1 => anyhow::bail!("seed must be -1 (random) or a non-negative number, got {s}"),
         s => s as u64,
     };
+    // "DPM++ 2M Karras" becomes DPM++ 2M with the Karras schedule (what A1111 1.9+ writes
+    // in its metadata); an unknown name lists the valid ones.
+    // Comma-separated lists make a comparison grid (see `compare`).
+    let cells = crate::compare::cells(&args.sampler, args.schedule.as_deref())?;
+    let (sampler, schedule) = (cells[0].sampler, cells[0].schedule);
     let mut job = Job {
         prompt: args.prompt,
         negative_prompt: args.negative,
@@ -27,8 +32,14 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         width: args.width.unwrap_or(512),
         height: args.height.unwrap_or(512),
         batch_size: args.batch,
-        sampler: args.sampler,
-        schedule: args.schedule.parse()?,
+        sampler: sampler.name().to_string(),
+        schedule,
+        sampler_options: args.sampler_options.to_options(),
+        schedule_options: kakusan_pipeline::ScheduleOptions {
+            sigma_min: args.sampler_options.sigma_min,
+            sigma_max: args.sampler_options.sigma_max,
+            rho: args.sampler_options.rho,
+        },
         init_image: args.init_image,
         strength: args.strength,
         clip_skip: args.clip_skip,
@@ -72,6 +83,16 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     // The memory estimate refuses an absurd size or batch before anything large is allocated.
     model.check_job(&job)?;
     eprintln!("seed: {seed}");
+    if cells.len() > 1 {
+        let columns = args
+            .sampler
+            .split(',')
+            .filter(|s| !s.trim().is_empty())
+            .count();
+        let path = crate::compare::run(&model, &job, &cells, columns, &out_dir)?;
+        println!("{}", path.display());
+        return Ok(());
+    }
 
     let bar = ProgressBar::new(job.steps as u64).with_style(
         ProgressStyle::with_template(
@@ -229,4 +250,19 @@ fn random_seed() -> u64 {
     );
     // A1111 seeds are 32-bit; keep ours in that range so they can be typed back in anywhere.
     h.finish() & 0xFFFF_FFFF
+}
+
+impl crate::cli::SamplerOptionArgs {
+    /// The sampler options of a job.
+    fn to_options(&self) -> kakusan_pipeline::SamplerOptions {
+        kakusan_pipeline::SamplerOptions {
+            eta: self.eta,
+            s_noise: self.s_noise,
+            s_churn: self.s_churn,
+            s_tmin: self.s_tmin,
+            s_tmax: self.s_tmax.unwrap_or(f64::INFINITY),
+            brownian_noise: !self.no_brownian,
+            brownian_range: None,
+        }
+    }
 }

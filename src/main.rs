@@ -4,6 +4,7 @@
 mod allocator;
 mod bench;
 mod cli;
+mod compare;
 mod dataset;
 mod eval;
 mod generate;
@@ -36,6 +37,10 @@ fn main() -> std::process::ExitCode {
         cli::Command::Dataset(cmd) => dataset::run(cmd),
         cli::Command::Eval(args) => eval::run(args),
         cli::Command::Prompt(cmd) => prompt::run(cmd),
+        cli::Command::Samplers => {
+            print!("{}", kakusan_sampling::names::listing());
+            Ok(())
+        }
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -9,7 +9,14 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["make_vocab.py", "make_tokenizer_cases.py", "make_fixtures.py", "make_randn.py"]
+SCRIPTS = [
+    "make_vocab.py",
+    "make_tokenizer_cases.py",
+    "make_fixtures.py",
+    "make_randn.py",
+    "make_sampler_runs.py",
+    "make_schedules.py",
+]
 
 
 def main():

@@ -10,13 +10,14 @@
 //! Modules: [`attributes`] (the labelled vocabulary), [`scene`] (what is in a picture and how it
 //! is sampled), [`mod@render`] (rasterisation), [`stroke_font`] (the digits), [`mod@caption`]
 //! (templates), [`split`] (held-out combinations), [`dataset`] (indexed samples),
-//! [`preview`] (captioned grid PNG), [`bitmap_font`] (the preview's text), [`rng`].
+//! [`preview`] (captioned grid PNG), [`labelled_grid`] (pictures under labels), [`bitmap_font`] (the preview's text), [`rng`].
 
 pub mod attributes;
 pub mod bitmap_font;
 pub mod caption;
 pub mod dataset;
 pub mod error;
+pub mod labelled_grid;
 pub mod preview;
 pub mod render;
 pub mod rng;
@@ -28,6 +29,7 @@ pub use attributes::{Colour, Digit, Glyph, Position, Shape, Size};
 pub use caption::{canonical_prompt, caption};
 pub use dataset::{Dataset, Sample};
 pub use error::DataError;
+pub use labelled_grid::labelled_grid;
 pub use preview::{preview_grid, write_preview};
 pub use render::render;
 pub use rng::SplitMix64;

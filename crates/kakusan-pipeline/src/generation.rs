@@ -4,7 +4,7 @@
 use candle_core::{DType, Tensor};
 use image::RgbImage;
 use kakusan_sampling::{
-    build_schedule, DiscreteDenoiser, Img2ImgConvention, Sampler, SamplerOptions, ScheduleKind,
+    build_schedule_with, parse_sampler_name, DiscreteDenoiser, Img2ImgConvention, ScheduleKind,
     TorchBatchNoise,
 };
 
@@ -36,8 +36,9 @@ pub struct Generation {
 }
 
 /// Checks that a sampler name is known, before any model is loaded.
+/// A1111 ("DPM++ 2M Karras") and ComfyUI ("dpmpp_2m") names are accepted.
 pub fn check_sampler(name: &str) -> Result<()> {
-    name.parse::<Sampler>().map(|_| ()).map_err(Into::into)
+    parse_sampler_name(name).map(|_| ()).map_err(Into::into)
 }
 
 impl StableDiffusion {
@@ -70,7 +71,8 @@ impl StableDiffusion {
 
     pub fn generate(&self, job: &Job, progress: &mut dyn FnMut(&Progress)) -> Result<Generation> {
         self.check_job(job)?;
-        let sampler: Sampler = job.sampler.parse()?;
+        let (sampler, implied) = parse_sampler_name(&job.sampler)?;
+        let kind = implied.unwrap_or(job.schedule);
         let scale = vae_scale(&self.vae_config);
         let b = job.batch_size;
         let seeds: Vec<u64> = (0..b).map(|i| job.image_seed(i)).collect();
@@ -82,7 +84,14 @@ impl StableDiffusion {
             &PromptOptions::default(),
         )?;
 
-        let schedule = build_schedule(job.schedule, sampler, job.steps, &self.scheduler, None)?;
+        let schedule = build_schedule_with(
+            kind,
+            sampler,
+            job.steps,
+            &self.scheduler,
+            None,
+            &job.schedule_options,
+        )?;
         let mut noise = TorchBatchNoise::from_seeds(&seeds);
         let latent_shape = [
             b,
@@ -91,6 +100,7 @@ impl StableDiffusion {
             job.width / scale,
         ];
         let sf = self.vae_config.scaling_factor;
+        let mut options = job.sampler_options;
         let (x, schedule) = match &job.init_image {
             None => {
                 let n = noise.randn(&latent_shape)?.to_device(&self.device)?;
@@ -126,11 +136,17 @@ impl StableDiffusion {
                 let x0 = Tensor::cat(&x0s, 0)?;
                 // The `model` schedule reproduces diffusers' strength arithmetic; the
                 // k-diffusion schedules A1111's.
-                let convention = match job.schedule {
+                let convention = match kind {
                     ScheduleKind::Model => Img2ImgConvention::Diffusers,
                     _ => Img2ImgConvention::A1111,
                 };
                 let cut = schedule.for_img2img(job.strength, convention)?;
+                // A1111 spans the SDE samplers' Brownian tree over the whole schedule.
+                let positive = schedule.sigmas.iter().copied().filter(|s| *s > 0.0);
+                options.brownian_range = options.brownian_range.or(Some((
+                    positive.clone().fold(f64::INFINITY, f64::min),
+                    positive.fold(0.0, f64::max),
+                )));
                 let n = noise.randn(&latent_shape)?.to_device(&self.device)?;
                 (cut.img2img_latents(&x0, &n)?, cut)
             }
@@ -150,22 +166,17 @@ impl StableDiffusion {
         };
         let denoiser = DiscreteDenoiser::for_schedule(model_fn, &schedule, self.prediction);
         let total = schedule.steps();
-        let x = sampler.sample(
-            &denoiser,
-            x,
-            &schedule,
-            &mut noise,
-            &SamplerOptions::default(),
-            &mut |info| {
-                progress(&Progress {
-                    step: info.step,
-                    total,
-                    sigma: info.sigma,
-                    x: info.x,
-                    denoised: info.denoised,
-                })
-            },
-        )?;
+        let x = sampler.sample(&denoiser, x, &schedule, &mut noise, &options, &mut |info| {
+            progress(&Progress {
+                step: info.step,
+                // Restart walks more steps than the schedule has; DPM adaptive reports 0
+                // (unknown in advance).
+                total: if info.total > 0 { info.total } else { total },
+                sigma: info.sigma,
+                x: info.x,
+                denoised: info.denoised,
+            })
+        })?;
         let latents = schedule.final_latents(&x)?;
         let images = self.decode_latents(&latents)?;
         Ok(Generation {

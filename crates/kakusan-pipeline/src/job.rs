@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use kakusan_sampling::ScheduleKind;
+use kakusan_sampling::{SamplerOptions, ScheduleKind, ScheduleOptions};
 
 use crate::error::{PipelineError, Result};
 
@@ -25,8 +25,13 @@ pub struct Job {
     pub batch_size: usize,
     /// Sampler name as the user gave it (A1111 or ComfyUI style).
     pub sampler: String,
-    /// Which timestep convention turns the step count into sigmas.
+    /// Which timestep convention turns the step count into sigmas. A schedule named in
+    /// `sampler` (A1111's "DPM++ 2M Karras") takes precedence.
     pub schedule: ScheduleKind,
+    /// eta, s_noise, churn (s_churn, s_tmin, s_tmax), Brownian noise for the SDE samplers.
+    pub sampler_options: SamplerOptions,
+    /// sigma min / max and rho of the karras, exponential and polyexponential schedules.
+    pub schedule_options: ScheduleOptions,
     /// img2img: the picture to start from.
     pub init_image: Option<PathBuf>,
     /// img2img denoising strength in (0, 1].
@@ -48,6 +53,8 @@ impl Default for Job {
             batch_size: 1,
             sampler: "Euler a".into(),
             schedule: ScheduleKind::Normal,
+            sampler_options: SamplerOptions::default(),
+            schedule_options: ScheduleOptions::default(),
             init_image: None,
             strength: 0.75,
             clip_skip: 1,

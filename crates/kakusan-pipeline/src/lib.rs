@@ -16,6 +16,6 @@ pub mod stable_diffusion;
 pub use error::{PipelineError, Result};
 pub use generation::{check_sampler, Generation, Progress};
 pub use job::Job;
-pub use kakusan_sampling::ScheduleKind;
+pub use kakusan_sampling::{SamplerOptions, ScheduleKind, ScheduleOptions};
 pub use save::{save_images, save_latents};
 pub use stable_diffusion::{default_model_path, LoadOptions, StableDiffusion};

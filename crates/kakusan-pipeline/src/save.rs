@@ -27,9 +27,36 @@ pub fn parameters_for(model: &StableDiffusion, job: &Job, i: usize) -> Generatio
         model_name: Some(model.name().to_string()),
         ..GenerationParameters::default()
     };
-    p.schedule = Some(job.schedule.to_string());
+    // A1111's label ("Karras", "SGM Uniform", "DDIM"): what A1111 writes and reads back.
+    p.schedule = Some(job.schedule.a1111_label().to_string());
     if job.init_image.is_some() {
         p.denoising_strength = Some(job.strength);
+    }
+    // The sampler and schedule knobs under A1111's infotext keys, when not at their defaults.
+    let o = &job.sampler_options;
+    let s = &job.schedule_options;
+    let extras = [
+        ("Eta", o.eta),
+        ("Sigma noise", (o.s_noise != 1.0).then_some(o.s_noise)),
+        ("Sigma churn", (o.s_churn != 0.0).then_some(o.s_churn)),
+        ("Sigma tmin", (o.s_tmin != 0.0).then_some(o.s_tmin)),
+        ("Sigma tmax", o.s_tmax.is_finite().then_some(o.s_tmax)),
+        ("Schedule min sigma", s.sigma_min),
+        ("Schedule max sigma", s.sigma_max),
+        ("Schedule rho", s.rho),
+    ];
+    for (key, value) in extras {
+        if let Some(v) = value {
+            // The keys are fixed and valid; a refusal could only be a bug, so it is logged.
+            if let Err(e) = p.push_extra(key, v.to_string()) {
+                tracing::warn!("not recorded in the PNG: {e}");
+            }
+        }
+    }
+    if !o.brownian_noise {
+        if let Err(e) = p.push_extra("No Brownian noise", "True") {
+            tracing::warn!("not recorded in the PNG: {e}");
+        }
     }
     if job.clip_skip != 1 {
         p.clip_skip = Some(clamp_u32(job.clip_skip));

@@ -133,6 +133,29 @@ impl DiscreteSchedule {
         Self::from_f32(&ac)
     }
 
+    /// ComfyUI's table (`ModelSamplingDiscrete`): betas, cumulative product *and sigma* in
+    /// float64, sigma and log sigma then stored as float32. Near t = 0 it differs from
+    /// [`ldm`](Self::ldm)'s (sigma from float32 alphas_cumprod, where `1 - ac` cancels) by up
+    /// to ~1.3e-5 relative; elsewhere by float32 rounding.
+    pub fn comfy(beta_start: f64, beta_end: f64, num_train_timesteps: usize) -> Result<Self> {
+        let betas = torch_linspace_f64(beta_start.sqrt(), beta_end.sqrt(), num_train_timesteps);
+        let mut product = 1.0f64;
+        let ac: Vec<f64> = betas
+            .iter()
+            .map(|b| {
+                product *= 1.0 - b * b;
+                product
+            })
+            .collect();
+        let checked = Self::from_f32(&ac.iter().map(|&a| a as f32).collect::<Vec<_>>())?;
+        let sigmas64: Vec<f64> = ac.iter().map(|&a| ((1.0 - a) / a).sqrt()).collect();
+        Ok(Self {
+            alphas_cumprod: checked.alphas_cumprod,
+            log_sigmas: sigmas64.iter().map(|s| s.ln() as f32 as f64).collect(),
+            sigmas: sigmas64.iter().map(|&s| s as f32 as f64).collect(),
+        })
+    }
+
     /// Number of training timesteps.
     pub fn len(&self) -> usize {
         self.sigmas.len()
@@ -180,6 +203,21 @@ impl DiscreteSchedule {
                 ((1.0 - w) * self.log_sigmas[low] + w * self.log_sigmas[high]).exp()
             }
         }
+    }
+
+    /// [`t_to_sigma`](Self::t_to_sigma) with log interpolation as k-diffusion and ComfyUI
+    /// compute it on float32 tensors (`log_sigmas` in float32, `(1 - w) a + w b` rounded
+    /// after each operation, then exp), so that schedules built from it carry the
+    /// references' float32 values (the SDE samplers' Brownian tree resolves time to 1e-6,
+    /// about one float32 ulp at sigma ~ 10, so an ulp can change its noise).
+    pub fn t_to_sigma_f32(&self, t: f64) -> f64 {
+        let t = t.clamp(0.0, self.t_max()) as f32;
+        let low = t.floor();
+        let high = t.ceil();
+        let w = t - low;
+        let ls = |i: f32| self.sigmas[i as usize].ln() as f32;
+        let log_sigma = (1.0 - w) * ls(low) + w * ls(high);
+        (log_sigma as f64).exp() as f32 as f64
     }
 
     /// The (fractional) timestep of a sigma: the inverse of [`t_to_sigma`](Self::t_to_sigma)

@@ -11,22 +11,29 @@
 //!    `schedule.img2img_latents(init, noise)`;
 //! 4. `Sampler::sample(...)`, then `schedule.final_latents(x)`.
 
+pub mod brownian;
 pub mod denoiser;
 pub mod discrete_denoiser;
 pub mod discrete_schedule;
 pub mod error;
+pub mod names;
 pub mod noise;
 pub mod reference_numerics;
 pub mod sampler;
 pub mod schedule;
 pub mod scheduler_config;
 
+pub use brownian::{BrownianTree, BrownianTreeNoise};
 pub use denoiser::Denoiser;
 pub use discrete_denoiser::{DiscreteDenoiser, ModelFn, Prediction};
 pub use discrete_schedule::{BetaSchedule, DiscreteSchedule, Interpolation};
 pub use error::{Error, Result};
+pub use names::{parse_sampler_name, resolve};
 pub use noise::{NoiseSource, TorchBatchNoise};
 pub use sampler::{Sampler, SamplerOptions, StepInfo};
 pub use schedule::img2img::Img2ImgConvention;
-pub use schedule::{build_schedule, NoiseConvention, ScheduleKind, SigmaSchedule};
+pub use schedule::{
+    build_schedule, build_schedule_with, NoiseConvention, ScheduleKind, ScheduleOptions,
+    SigmaSchedule,
+};
 pub use scheduler_config::{DiffusersScheduler, SchedulerConfig};

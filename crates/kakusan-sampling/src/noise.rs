@@ -16,6 +16,20 @@ pub trait NoiseSource {
     /// Standard normal noise with `x`'s shape, dtype and device. Consecutive calls continue
     /// the stream.
     fn noise_like(&mut self, x: &Tensor) -> Result<Tensor>;
+
+    /// Noise for a step from `sigma` to `sigma_next` (k-diffusion's
+    /// `noise_sampler(sigma, sigma_next)`). Streams ignore the levels and continue
+    /// ([`noise_like`](Self::noise_like)); a Brownian tree returns its normalised increment.
+    fn noise_between(&mut self, x: &Tensor, sigma: f64, sigma_next: f64) -> Result<Tensor> {
+        let _ = (sigma, sigma_next);
+        self.noise_like(x)
+    }
+
+    /// The per-image seeds behind this source, when it has them (to seed a Brownian tree
+    /// for the SDE samplers the way A1111 does).
+    fn seeds(&self) -> Option<Vec<u64>> {
+        None
+    }
 }
 
 /// One [`TorchCpuGenerator`] per batch image.
@@ -87,6 +101,10 @@ impl NoiseSource for TorchBatchNoise {
     fn noise_like(&mut self, x: &Tensor) -> Result<Tensor> {
         let noise = self.randn(x.dims())?;
         Ok(noise.to_dtype(x.dtype())?.to_device(x.device())?)
+    }
+
+    fn seeds(&self) -> Option<Vec<u64>> {
+        Some(self.generators.iter().map(|g| g.seed()).collect())
     }
 }
 

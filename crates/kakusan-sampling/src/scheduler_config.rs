@@ -77,6 +77,9 @@ pub enum DiffusersScheduler {
     EulerAncestral,
     /// `DDIMScheduler`.
     Ddim,
+    /// `DPMSolverMultistepScheduler` (DPM-Solver++ 2M: its timesteps, unscaled-space
+    /// start).
+    DpmSolverMultistep,
 }
 
 impl DiffusersScheduler {
@@ -86,6 +89,7 @@ impl DiffusersScheduler {
             Self::Euler => "EulerDiscreteScheduler",
             Self::EulerAncestral => "EulerAncestralDiscreteScheduler",
             Self::Ddim => "DDIMScheduler",
+            Self::DpmSolverMultistep => "DPMSolverMultistepScheduler",
         }
     }
 }
@@ -199,6 +203,7 @@ impl SchedulerConfig {
                 TimestepSpacing::Linspace
             }
             DiffusersScheduler::Ddim => TimestepSpacing::Leading,
+            DiffusersScheduler::DpmSolverMultistep => TimestepSpacing::Linspace,
         })
     }
 

@@ -1,7 +1,7 @@
 //! Euler's method on the probability-flow ODE (k-diffusion `sample_euler`, diffusers
 //! `EulerDiscreteScheduler`), with optional churn (Karras et al. 2022, Algorithm 2).
 
-use super::{check_sigmas, euler_step, Callback, StepInfo};
+use super::{check_sigmas, churn, euler_step, Callback, StepInfo};
 use crate::denoiser::Denoiser;
 use crate::error::Result;
 use crate::noise::NoiseSource;
@@ -17,6 +17,10 @@ pub struct EulerOptions {
     pub s_tmax: f64,
     /// Scale of the churn noise.
     pub s_noise: f64,
+    /// Draw a noise tensor on every step, used or not (k-diffusion 0.1.1 under A1111, whose
+    /// per-image streams then advance on steps outside [s_tmin, s_tmax] too); `false` draws
+    /// only on steps where churn is active (diffusers, ComfyUI).
+    pub draw_every_step: bool,
 }
 
 impl Default for EulerOptions {
@@ -26,6 +30,7 @@ impl Default for EulerOptions {
             s_tmin: 0.0,
             s_tmax: f64::INFINITY,
             s_noise: 1.0,
+            draw_every_step: false,
         }
     }
 }
@@ -47,18 +52,9 @@ pub fn sample_euler(
     check_sigmas(sigmas)?;
     let total = sigmas.len() - 1;
     for step in 0..total {
-        let (sigma, sigma_next) = (sigmas[step], sigmas[step + 1]);
-        let gamma = if opts.s_tmin <= sigma && sigma <= opts.s_tmax {
-            (opts.s_churn / total as f64).min(std::f64::consts::SQRT_2 - 1.0)
-        } else {
-            0.0
-        };
-        let sigma_hat = sigma * (gamma + 1.0);
-        if gamma > 0.0 {
-            let eps = noise.noise_like(&x)?;
-            let amount = (sigma_hat * sigma_hat - sigma * sigma).sqrt() * opts.s_noise;
-            x = (&x + eps.affine(amount, 0.0)?)?;
-        }
+        let (sigma_hat, x_hat) = churn(&x, sigmas, step, noise, opts)?;
+        x = x_hat;
+        let sigma_next = sigmas[step + 1];
         let denoised = denoiser.denoise(&x, sigma_hat)?;
         callback(&StepInfo {
             step,

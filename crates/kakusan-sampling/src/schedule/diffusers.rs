@@ -58,6 +58,9 @@ pub fn model_schedule(
             euler_family(config, scheduler, &table, spacing, steps)?
         }
         DiffusersScheduler::Ddim => ddim(config, &table, spacing, steps)?,
+        DiffusersScheduler::DpmSolverMultistep => {
+            dpm_solver_multistep(config, &table, spacing, steps)?
+        }
     };
     schedule.validate()?;
     Ok(schedule)
@@ -137,6 +140,72 @@ fn check_timesteps(timesteps: &[f64], n_train: usize) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// `DPMSolverMultistepScheduler`'s schedule: integer timesteps from `steps + 1` points
+/// (linspace: `linspace(0, n - 1, steps + 1).round()` reversed without its last; leading:
+/// `arange(steps + 1) * (n // (steps + 1))` reversed without its last, plus the offset;
+/// trailing as Euler's), sigmas from the table at those timesteps, then 0 (or the table's
+/// sigma_min with `final_sigmas_type = "sigma_min"`). The scheduler starts from unit-variance
+/// noise in the unscaled space (`init_noise_sigma = 1`), which in k-diffusion scaling is
+/// `noise * sqrt(1 + sigma_0^2)`, and ends there too (`x / sqrt(1 + sigma_last^2)`).
+/// Only the `karras`-free default sigmas are reproduced.
+fn dpm_solver_multistep(
+    config: &SchedulerConfig,
+    table: &DiscreteSchedule,
+    spacing: TimestepSpacing,
+    steps: usize,
+) -> Result<SigmaSchedule> {
+    if config.use_karras_sigmas == Some(true) || config.use_exponential_sigmas == Some(true) {
+        return Err(Error::UnsupportedConfig(
+            "DPMSolverMultistepScheduler with karras/exponential sigmas is not reproduced; use --schedule karras".into(),
+        ));
+    }
+    let n_train = config.num_train_timesteps();
+    let offset = config.steps_offset() as f64;
+    let mut timesteps: Vec<f64> = match spacing {
+        TimestepSpacing::Linspace => numpy_linspace(0.0, (n_train - 1) as f64, steps + 1)
+            .into_iter()
+            .rev()
+            .take(steps)
+            .map(f64::round_ties_even)
+            .collect(),
+        TimestepSpacing::Leading => {
+            let ratio = n_train / (steps + 1);
+            (0..=steps)
+                .rev()
+                .take(steps)
+                .map(|i| (i * ratio) as f64 + offset)
+                .collect()
+        }
+        TimestepSpacing::Trailing => {
+            numpy_arange(n_train as f64, 0.0, -(n_train as f64 / steps as f64))
+                .into_iter()
+                .map(|t| t.round_ties_even() - 1.0)
+                .collect()
+        }
+    };
+    timesteps.truncate(steps);
+    check_timesteps(&timesteps, n_train)?;
+    let mut sigmas: Vec<f64> = timesteps
+        .iter()
+        .map(|&t| f32_value(numpy_interp_unit_grid(t, table.sigmas())))
+        .collect();
+    let last = match config.final_sigmas_type {
+        Some(FinalSigmasType::SigmaMin) => table.sigmas()[0],
+        _ => 0.0,
+    };
+    sigmas.push(last);
+    Ok(SigmaSchedule {
+        init_noise_scale: (1.0 + sigmas[0] * sigmas[0]).sqrt(),
+        output_scale: 1.0 / (1.0 + last * last).sqrt(),
+        sigmas,
+        timesteps,
+        interpolation: Interpolation::Linear,
+        convention: NoiseConvention::Diffusers,
+        step_targets: None,
+        table: table.clone(),
+    })
 }
 
 fn euler_family(

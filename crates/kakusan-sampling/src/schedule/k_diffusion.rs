@@ -11,7 +11,7 @@ use crate::reference_numerics::torch_linspace_f32;
 /// Karras et al.'s recommended rho.
 pub const KARRAS_RHO: f64 = 7.0;
 
-fn check_steps(steps: usize) -> Result<()> {
+pub(crate) fn check_steps(steps: usize) -> Result<()> {
     if steps == 0 {
         return Err(Error::InvalidSchedule("steps must be at least 1".into()));
     }
@@ -19,11 +19,24 @@ fn check_steps(steps: usize) -> Result<()> {
 }
 
 /// Rounds to float32 (the references hold sigmas in float32 tensors).
-fn f32_value(v: f64) -> f64 {
+pub(crate) fn f32_value(v: f64) -> f64 {
     v as f32 as f64
 }
 
-fn finish(table: &DiscreteSchedule, mut sigmas: Vec<f64>, timesteps: Vec<f64>) -> SigmaSchedule {
+/// Finishes a schedule whose timesteps follow from its sigmas (log-sigma inverse).
+pub(crate) fn finish_with_timesteps(table: &DiscreteSchedule, sigmas: Vec<f64>) -> SigmaSchedule {
+    let timesteps = sigmas
+        .iter()
+        .map(|&s| table.sigma_to_t(s, Interpolation::Log))
+        .collect();
+    finish(table, sigmas, timesteps)
+}
+
+pub(crate) fn finish(
+    table: &DiscreteSchedule,
+    mut sigmas: Vec<f64>,
+    timesteps: Vec<f64>,
+) -> SigmaSchedule {
     sigmas.push(0.0);
     SigmaSchedule {
         init_noise_scale: sigmas[0],
@@ -45,10 +58,7 @@ pub fn normal(table: &DiscreteSchedule, steps: usize) -> Result<SigmaSchedule> {
         .into_iter()
         .map(f64::from)
         .collect();
-    let sigmas = timesteps
-        .iter()
-        .map(|&t| f32_value(table.t_to_sigma(t, Interpolation::Log)))
-        .collect();
+    let sigmas = timesteps.iter().map(|&t| table.t_to_sigma_f32(t)).collect();
     Ok(finish(table, sigmas, timesteps))
 }
 
@@ -74,17 +84,29 @@ pub fn karras_between(
             "rho must be positive, got {rho}"
         )));
     }
-    let min_inv = sigma_min.powf(1.0 / rho);
-    let max_inv = sigma_max.powf(1.0 / rho);
-    let sigmas: Vec<f64> = torch_linspace_f32(0.0, 1.0, steps)
-        .into_iter()
-        .map(|r| f32_value((max_inv + r as f64 * (min_inv - max_inv)).powf(rho)))
-        .collect();
+    let mut sigmas = karras_sigmas(steps, sigma_min, sigma_max, rho);
+    sigmas.pop();
     let timesteps = sigmas
         .iter()
         .map(|&s| table.sigma_to_t(s, Interpolation::Log))
         .collect();
     Ok(finish(table, sigmas, timesteps))
+}
+
+/// k-diffusion's `get_sigmas_karras(n, sigma_min, sigma_max, rho)`: `n` float32 levels
+/// from sigma_max down to sigma_min, then 0 (`n + 1` values).
+pub fn karras_sigmas(n: usize, sigma_min: f64, sigma_max: f64, rho: f64) -> Vec<f64> {
+    // Python floats for the bounds, float32 tensor arithmetic for the rest (each operation
+    // rounded), as k-diffusion computes it.
+    let min_inv = sigma_min.powf(1.0 / rho);
+    let max_inv = sigma_max.powf(1.0 / rho);
+    let (base, span) = (max_inv as f32, (min_inv - max_inv) as f32);
+    let mut sigmas: Vec<f64> = torch_linspace_f32(0.0, 1.0, n)
+        .into_iter()
+        .map(|r| f32_value(((base + r * span) as f64).powf(rho)))
+        .collect();
+    sigmas.push(0.0);
+    sigmas
 }
 
 /// Evenly spaced in log sigma from the table's sigma_max down to sigma_min, then 0.
@@ -137,8 +159,10 @@ mod tests {
         assert_eq!(s.steps(), 20);
         assert_eq!(s.timesteps[0], 999.0);
         assert_eq!(s.timesteps[19], 0.0);
-        assert_eq!(s.sigmas[0], t.sigma_max());
-        assert_eq!(s.sigmas[19], t.sigma_min());
+        // exp(float32 log(sigma)) comes back within a float32 ulp (k-diffusion gives
+        // 14.614643 for the table's 14.614642).
+        assert!((s.sigmas[0] / t.sigma_max() - 1.0).abs() < 2e-7);
+        assert!((s.sigmas[19] / t.sigma_min() - 1.0).abs() < 2e-7);
         assert_eq!(s.sigmas[20], 0.0);
         assert_eq!(s.init_noise_scale, s.sigmas[0]);
         assert!(s.sigmas.windows(2).all(|w| w[0] > w[1]));

@@ -3,10 +3,13 @@
 //!
 //! - [`k_diffusion`]: `normal` (k-diffusion's / A1111's / ComfyUI's default), `karras`,
 //!   `exponential`, over a model's [`DiscreteSchedule`].
+//! - [`comfy`]: `polyexponential`, `sgm_uniform`, `simple`, `ddim_uniform`, `beta` (A1111
+//!   1.9+ / ComfyUI).
 //! - [`diffusers`]: `model`, what a diffusers scheduler class does with the folder's
 //!   `scheduler_config.json`.
 //! - [`img2img`]: cutting a schedule for a denoising strength.
 
+pub mod comfy;
 pub mod diffusers;
 pub mod img2img;
 pub mod k_diffusion;
@@ -141,6 +144,16 @@ pub enum ScheduleKind {
     Karras,
     /// Evenly spaced in log sigma between the model's sigma_min and sigma_max, then 0.
     Exponential,
+    /// k-diffusion's polyexponential with rho = 1 (A1111's "Polyexponential").
+    Polyexponential,
+    /// ComfyUI's `sgm_uniform`: `steps + 1` even timesteps, the last (t = 0) dropped.
+    SgmUniform,
+    /// ComfyUI's `simple`: every `n / steps`-th training sigma from the top.
+    Simple,
+    /// ComfyUI's `ddim_uniform` (A1111's "DDIM"): t = 1 + k (n // steps), reversed.
+    DdimUniform,
+    /// ComfyUI's `beta`: timesteps at Beta(0.6, 0.6) quantiles.
+    Beta,
     /// What the diffusers scheduler class of the sampler does with the model folder's
     /// `scheduler_config.json`.
     Model,
@@ -148,15 +161,70 @@ pub enum ScheduleKind {
 
 impl ScheduleKind {
     /// Every kind, in display order.
-    pub const ALL: [ScheduleKind; 4] = [Self::Normal, Self::Karras, Self::Exponential, Self::Model];
+    pub const ALL: [ScheduleKind; 9] = [
+        Self::Normal,
+        Self::Karras,
+        Self::Exponential,
+        Self::Polyexponential,
+        Self::SgmUniform,
+        Self::Simple,
+        Self::DdimUniform,
+        Self::Beta,
+        Self::Model,
+    ];
 
-    /// The name used on the command line and in metadata.
+    /// The name used on the command line and in metadata (ComfyUI's scheduler names).
     pub fn name(self) -> &'static str {
         match self {
             Self::Normal => "normal",
             Self::Karras => "karras",
             Self::Exponential => "exponential",
+            Self::Polyexponential => "polyexponential",
+            Self::SgmUniform => "sgm_uniform",
+            Self::Simple => "simple",
+            Self::DdimUniform => "ddim_uniform",
+            Self::Beta => "beta",
             Self::Model => "model",
+        }
+    }
+
+    /// A1111's label in its "Schedule type" menu (1.9+).
+    pub fn a1111_label(self) -> &'static str {
+        match self {
+            Self::Normal => "Normal",
+            Self::Karras => "Karras",
+            Self::Exponential => "Exponential",
+            Self::Polyexponential => "Polyexponential",
+            Self::SgmUniform => "SGM Uniform",
+            Self::Simple => "Simple",
+            Self::DdimUniform => "DDIM",
+            Self::Beta => "Beta",
+            Self::Model => "Model",
+        }
+    }
+
+    /// One line for `kakusan samplers`.
+    pub fn description(self) -> &'static str {
+        match self {
+            Self::Normal => "t = linspace(t_max, 0): A1111/ComfyUI default",
+            Self::Karras => "Karras et al. rho = 7: dense near the end",
+            Self::Exponential => "even steps in log sigma",
+            Self::Polyexponential => "k-diffusion polyexponential, rho = 1",
+            Self::SgmUniform => "steps + 1 even timesteps, the last dropped",
+            Self::Simple => "every n/steps-th training sigma from the top",
+            Self::DdimUniform => "t = 1 + k (n // steps) (may add a step)",
+            Self::Beta => "timesteps at Beta(0.6, 0.6) quantiles",
+            Self::Model => "the model folder's diffusers scheduler config",
+        }
+    }
+
+    /// Other accepted spellings (A1111's labels, with spaces or dashes).
+    fn aliases(self) -> &'static [&'static str] {
+        match self {
+            Self::Normal => &["uniform", "automatic"],
+            Self::SgmUniform => &["sgm uniform", "sgm-uniform"],
+            Self::DdimUniform => &["ddim", "ddim uniform", "ddim-uniform"],
+            _ => &[],
         }
     }
 }
@@ -174,7 +242,7 @@ impl FromStr for ScheduleKind {
         let wanted = s.trim().to_ascii_lowercase();
         Self::ALL
             .into_iter()
-            .find(|k| k.name() == wanted)
+            .find(|k| k.name() == wanted || k.aliases().contains(&wanted.as_str()))
             .ok_or_else(|| Error::UnknownSchedule {
                 name: s.to_string(),
                 valid: Self::ALL.map(|k| k.name()).join(", "),
@@ -195,25 +263,145 @@ pub fn build_schedule(
     config: &SchedulerConfig,
     table: Option<&DiscreteSchedule>,
 ) -> Result<SigmaSchedule> {
+    build_schedule_with(
+        kind,
+        sampler,
+        steps,
+        config,
+        table,
+        &ScheduleOptions::default(),
+    )
+}
+
+/// Overrides of the bounds (and rho) of the schedules that take them: karras, exponential
+/// and polyexponential (A1111's "sigma min / sigma max / rho" settings, ComfyUI's
+/// KarrasScheduler / ExponentialScheduler / PolyexponentialScheduler nodes). `None`: the
+/// model's sigma_min / sigma_max, rho 7 (karras) or 1 (polyexponential).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct ScheduleOptions {
+    pub sigma_min: Option<f64>,
+    pub sigma_max: Option<f64>,
+    pub rho: Option<f64>,
+}
+
+impl ScheduleOptions {
+    /// Whether anything is overridden.
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// [`build_schedule`] with bound overrides (see [`ScheduleOptions`]); an override given for
+/// a schedule that has no bounds is an error rather than silently ignored.
+pub fn build_schedule_with(
+    kind: ScheduleKind,
+    sampler: Sampler,
+    steps: usize,
+    config: &SchedulerConfig,
+    table: Option<&DiscreteSchedule>,
+    options: &ScheduleOptions,
+) -> Result<SigmaSchedule> {
+    let bounded = matches!(
+        kind,
+        ScheduleKind::Karras | ScheduleKind::Exponential | ScheduleKind::Polyexponential
+    );
+    if !bounded && !options.is_default() {
+        return Err(Error::InvalidSchedule(format!(
+            "sigma min/max and rho apply to the karras, exponential and polyexponential schedules, not {kind}"
+        )));
+    }
+    if options.rho.is_some() && kind == ScheduleKind::Exponential {
+        return Err(Error::InvalidSchedule(
+            "the exponential schedule has no rho (use karras or polyexponential)".into(),
+        ));
+    }
     let k_table = || match table {
         Some(t) => Ok(t.clone()),
         None => config.k_diffusion_table(),
     };
-    let schedule = match kind {
-        ScheduleKind::Normal => k_diffusion::normal(&k_table()?, steps)?,
-        ScheduleKind::Karras => k_diffusion::karras(&k_table()?, steps, k_diffusion::KARRAS_RHO)?,
-        ScheduleKind::Exponential => k_diffusion::exponential(&k_table()?, steps)?,
+    // A1111 and ComfyUI build DPM2's schedules one step longer and drop the next-to-last
+    // sigma (not for diffusers' own `model` timesteps).
+    let discard = sampler.discards_penultimate_sigma() && kind != ScheduleKind::Model;
+    let k_steps = if discard { steps + 1 } else { steps };
+    let mut schedule = match kind {
+        ScheduleKind::Normal => k_diffusion::normal(&k_table()?, k_steps)?,
+        ScheduleKind::Karras => {
+            let t = k_table()?;
+            let (lo, hi) = bounds(&t, options);
+            let rho = options.rho.unwrap_or(k_diffusion::KARRAS_RHO);
+            k_diffusion::karras_between(&t, k_steps, lo, hi, rho)?
+        }
+        ScheduleKind::Exponential => {
+            let t = k_table()?;
+            let (lo, hi) = bounds(&t, options);
+            k_diffusion::exponential_between(&t, k_steps, lo, hi)?
+        }
+        ScheduleKind::Polyexponential => {
+            let t = k_table()?;
+            let (lo, hi) = bounds(&t, options);
+            comfy::polyexponential_between(&t, k_steps, lo, hi, options.rho.unwrap_or(1.0))?
+        }
+        ScheduleKind::SgmUniform => comfy::sgm_uniform(&k_table()?, k_steps)?,
+        ScheduleKind::Simple => comfy::simple(&k_table()?, k_steps)?,
+        ScheduleKind::DdimUniform => comfy::ddim_uniform(&k_table()?, k_steps)?,
+        ScheduleKind::Beta => {
+            comfy::beta(&k_table()?, k_steps, comfy::BETA_ALPHA, comfy::BETA_BETA)?
+        }
         ScheduleKind::Model => {
             diffusers::model_schedule(config, sampler.diffusers_scheduler(), steps)?
         }
     };
+    if discard && schedule.sigmas.len() >= 3 {
+        let n = schedule.sigmas.len();
+        schedule.sigmas.remove(n - 2);
+        schedule.timesteps.remove(n - 2);
+    }
     schedule.validate()?;
     Ok(schedule)
+}
+
+fn bounds(table: &DiscreteSchedule, options: &ScheduleOptions) -> (f64, f64) {
+    (
+        options.sigma_min.unwrap_or(table.sigma_min()),
+        options.sigma_max.unwrap_or(table.sigma_max()),
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bounds_can_be_overridden() {
+        let config = SchedulerConfig::from_json(r#"{"beta_schedule": "scaled_linear"}"#).unwrap();
+        let options = ScheduleOptions {
+            sigma_min: Some(0.1),
+            sigma_max: Some(10.0),
+            rho: None,
+        };
+        let build = |kind, o: &ScheduleOptions| {
+            build_schedule_with(kind, Sampler::Euler, 8, &config, None, o)
+        };
+        for kind in [
+            ScheduleKind::Karras,
+            ScheduleKind::Exponential,
+            ScheduleKind::Polyexponential,
+        ] {
+            let s = build(kind, &options).unwrap();
+            assert!((s.sigmas[0] - 10.0).abs() < 1e-5, "{kind}: {:?}", s.sigmas);
+            assert!((s.sigmas[7] - 0.1).abs() < 1e-6, "{kind}: {:?}", s.sigmas);
+        }
+        // rho changes karras' spacing but not its ends.
+        let rho3 = ScheduleOptions {
+            rho: Some(3.0),
+            ..options
+        };
+        let a = build(ScheduleKind::Karras, &options).unwrap();
+        let b = build(ScheduleKind::Karras, &rho3).unwrap();
+        assert!((a.sigmas[4] - b.sigmas[4]).abs() > 0.1);
+        assert!(build(ScheduleKind::Normal, &options).is_err());
+        assert!(build(ScheduleKind::Exponential, &rho3).is_err());
+    }
 
     #[test]
     fn build_dispatches_on_kind() {
@@ -250,6 +438,21 @@ mod tests {
     }
 
     #[test]
+    fn dpm2_drops_the_next_to_last_sigma() {
+        let config = SchedulerConfig::from_json(r#"{"beta_schedule": "scaled_linear"}"#).unwrap();
+        let table = DiscreteSchedule::ldm(0.00085, 0.012, 1000).unwrap();
+        for kind in [ScheduleKind::Normal, ScheduleKind::Karras] {
+            let dpm2 = build_schedule(kind, Sampler::Dpm2, 10, &config, Some(&table)).unwrap();
+            let euler = build_schedule(kind, Sampler::Euler, 11, &config, Some(&table)).unwrap();
+            assert_eq!(dpm2.steps(), 10);
+            let mut expected = euler.sigmas.clone();
+            expected.remove(10);
+            assert_eq!(dpm2.sigmas, expected);
+            assert_eq!(dpm2.timesteps[..], euler.timesteps[..10]);
+        }
+    }
+
+    #[test]
     fn schedule_names_round_trip() {
         for k in ScheduleKind::ALL {
             assert_eq!(k.name().parse::<ScheduleKind>().unwrap(), k);
@@ -259,6 +462,17 @@ mod tests {
             ScheduleKind::Karras
         );
         let err = "cosine".parse::<ScheduleKind>().unwrap_err().to_string();
-        assert!(err.contains("normal, karras, exponential, model"), "{err}");
+        assert!(
+            err.contains("normal, karras, exponential, polyexponential, sgm_uniform"),
+            "{err}"
+        );
+        assert_eq!(
+            "SGM Uniform".parse::<ScheduleKind>().unwrap(),
+            ScheduleKind::SgmUniform
+        );
+        assert_eq!(
+            "DDIM".parse::<ScheduleKind>().unwrap(),
+            ScheduleKind::DdimUniform
+        );
     }
 }
