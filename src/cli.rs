@@ -114,6 +114,19 @@ pub enum TrainCommand {
     Unet(TrainArgs),
     /// The evaluator's attribute classifier. Exports it to OUT/model.
     Classifier(TrainArgs),
+    /// Write a run's newest checkpoint in a compact form small enough to commit (weights
+    /// f16, second moments bf16, no first moments or EMA) with its loss log. Copy the
+    /// folder back to a run folder and `--resume` to continue.
+    Compact(CompactArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompactArgs {
+    /// The run folder (the `--out` of the run).
+    pub run: PathBuf,
+    /// Where the compact run folder goes.
+    #[arg(long)]
+    pub to: PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -20,6 +20,7 @@ pub fn run(cmd: TrainCommand) -> anyhow::Result<()> {
         TrainCommand::Vae(args) => train_vae(&args),
         TrainCommand::Unet(args) => train_unet(&args),
         TrainCommand::Classifier(args) => train_classifier(&args),
+        TrainCommand::Compact(args) => compact(&args),
     }
 }
 
@@ -177,6 +178,18 @@ fn train_unet(args: &TrainArgs) -> anyhow::Result<()> {
     )?;
     println!("{}", model_dir.display());
     print_stop(trainer.step(), config.trainer.total_steps);
+    Ok(())
+}
+
+fn compact(args: &crate::cli::CompactArgs) -> anyhow::Result<()> {
+    let from = kakusan_train::CheckpointDir::new(&args.run, 1);
+    let step = kakusan_train::checkpoint::write_compact(&from, &args.to)?;
+    let log = args.run.join("loss.csv");
+    if log.is_file() {
+        let to = args.to.join("loss.csv");
+        std::fs::copy(&log, &to).with_context(|| format!("copying {}", log.display()))?;
+    }
+    println!("{} (step {step})", args.to.display());
     Ok(())
 }
 

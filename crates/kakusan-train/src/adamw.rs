@@ -105,11 +105,16 @@ impl AdamW {
         out
     }
 
-    /// Restores moments saved by [`AdamW::state`] after `steps` updates.
+    /// Restores moments saved by [`AdamW::state`] after `steps` updates, in the variables'
+    /// dtype. First moments may be missing (a compact checkpoint): they restart at zero.
     pub fn load_state(&mut self, state: &HashMap<String, Tensor>, steps: u64) -> Result<()> {
         for (name, var) in self.vars.iter() {
             for (kind, table) in [("m", &mut self.m), ("v", &mut self.v)] {
                 let key = format!("{kind}.{name}");
+                if kind == "m" && !state.contains_key(&key) {
+                    table.insert(name.to_string(), var.as_tensor().zeros_like()?);
+                    continue;
+                }
                 let t = state.get(&key).ok_or_else(|| {
                     TrainError::Config(format!(
                         "optimiser state has no {key}; the checkpoint belongs to another model"
@@ -122,7 +127,8 @@ impl AdamW {
                         var.dims()
                     )));
                 }
-                table.insert(name.to_string(), t.to_device(var.device())?);
+                let t = t.to_dtype(var.dtype())?.to_device(var.device())?;
+                table.insert(name.to_string(), t);
             }
         }
         self.steps = steps;

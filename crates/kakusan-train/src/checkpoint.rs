@@ -5,11 +5,17 @@
 //! A checkpoint is written into a temporary folder and renamed into place, and
 //! `latest.json` is replaced atomically afterwards, so a run killed at any moment leaves
 //! the previous checkpoint intact and resumable.
+//!
+//! A *compact* checkpoint ([`write_compact`]) is small enough to commit when a run must
+//! survive the loss of its folder: the weights in f16, the optimiser's second moments in
+//! bf16, no first moments (they forget in ~10 steps with beta1 = 0.9 and restart at zero)
+//! and no EMA (it restarts at the weights). Loading converts every tensor to the model's
+//! dtype and fills what is missing that way.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{io_at, Result, TrainError};
@@ -164,13 +170,58 @@ impl CheckpointDir {
                 latest.step, latest.folder, meta.step
             )));
         }
+        let weights = load("weights.safetensors")?;
+        // A compact checkpoint has no EMA: the average restarts at the weights.
+        let ema = if dir.join("ema.safetensors").exists() {
+            load("ema.safetensors")?
+        } else {
+            weights.clone()
+        };
         Ok(Some(Checkpoint {
-            weights: load("weights.safetensors")?,
-            ema: load("ema.safetensors")?,
+            weights,
+            ema,
             optimizer: load("optimizer.safetensors")?,
             meta,
         }))
     }
+}
+
+/// Writes the newest checkpoint of `from` as a compact checkpoint under `to/checkpoints/`
+/// (see the module documentation), with `latest.json`, so that copying `to` to a run folder
+/// and passing `--resume` continues the run. Returns the step.
+pub fn write_compact(from: &CheckpointDir, to: &Path) -> Result<u64> {
+    let ck = from.load_latest(&Device::Cpu)?.ok_or_else(|| {
+        TrainError::Config(format!("{} holds no checkpoint", from.path().display()))
+    })?;
+    let convert = |t: &HashMap<String, Tensor>, dtype: DType| -> Result<HashMap<String, Tensor>> {
+        t.iter()
+            .map(|(k, v)| Ok((k.clone(), v.to_dtype(dtype)?)))
+            .collect()
+    };
+    let weights = convert(&ck.weights, DType::F16)?;
+    let second: HashMap<String, Tensor> = ck
+        .optimizer
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("v."))
+        .collect();
+    let second = convert(&second, DType::BF16)?;
+    let dir = CheckpointDir::new(to, 1);
+    std::fs::create_dir_all(dir.path()).map_err(io_at(dir.path()))?;
+    let name = CheckpointDir::folder_name(ck.meta.step);
+    let folder = dir.path().join(&name);
+    std::fs::create_dir_all(&folder).map_err(io_at(&folder))?;
+    candle_core::safetensors::save(&weights, folder.join("weights.safetensors"))?;
+    candle_core::safetensors::save(&second, folder.join("optimizer.safetensors"))?;
+    let json =
+        serde_json::to_vec_pretty(&ck.meta).map_err(|e| TrainError::Config(e.to_string()))?;
+    kakusan_core::output::write_atomically(&folder.join("meta.json"), &json)?;
+    let latest = serde_json::to_vec_pretty(&Latest {
+        step: ck.meta.step,
+        folder: name,
+    })
+    .map_err(|e| TrainError::Config(e.to_string()))?;
+    kakusan_core::output::write_atomically(&dir.path().join(LATEST), &latest)?;
+    Ok(ck.meta.step)
 }
 
 #[cfg(test)]
@@ -209,6 +260,58 @@ mod tests {
             .collect();
         assert_eq!(left.len(), 2, "{left:?}");
         assert!(!left.contains(&"step-00000010".to_string()));
+    }
+
+    #[test]
+    fn a_compact_checkpoint_loads_with_weights_for_the_ema() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = CheckpointDir::new(tmp.path(), 2);
+        let meta = CheckpointMeta {
+            step: 7,
+            ema_updates: 7,
+            extra: serde_json::json!({"k": 1}),
+        };
+        let optimizer = HashMap::from([
+            (
+                "m.a.weight".to_string(),
+                Tensor::new(&[0.25f32, 0.5], &Device::Cpu).unwrap(),
+            ),
+            (
+                "v.a.weight".to_string(),
+                Tensor::new(&[1e-9f32, 3.0], &Device::Cpu).unwrap(),
+            ),
+        ]);
+        dir.save(&meta, &tensors(1.5), &tensors(9.0), &optimizer)
+            .unwrap();
+        let to = tmp.path().join("compact");
+        assert_eq!(write_compact(&dir, &to).unwrap(), 7);
+        let ck = CheckpointDir::new(&to, 1)
+            .load_latest(&Device::Cpu)
+            .unwrap()
+            .unwrap();
+        assert_eq!(ck.meta, meta);
+        assert_eq!(ck.weights["a.weight"].dtype(), DType::F16);
+        // 1.5 and 2.5 are exact in f16; the EMA is the weights.
+        let w: Vec<f32> = ck.weights["a.weight"]
+            .to_dtype(DType::F32)
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        assert_eq!(w, vec![1.5, 2.5]);
+        let e: Vec<f32> = ck.ema["a.weight"]
+            .to_dtype(DType::F32)
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        assert_eq!(e, w);
+        // Only the second moments, in bf16 (which keeps 1e-9, where f16 would flush it).
+        assert!(!ck.optimizer.contains_key("m.a.weight"));
+        let v: Vec<f32> = ck.optimizer["v.a.weight"]
+            .to_dtype(DType::F32)
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        assert!((v[0] / 1e-9 - 1.0).abs() < 1e-2 && v[1] == 3.0, "{v:?}");
     }
 
     #[test]

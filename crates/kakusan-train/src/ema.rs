@@ -73,7 +73,7 @@ impl Ema {
                     s.dims()
                 )));
             }
-            *s = t.to_device(s.device())?;
+            *s = t.to_dtype(s.dtype())?.to_device(s.device())?;
         }
         self.updates = updates;
         Ok(())

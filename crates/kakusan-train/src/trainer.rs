@@ -145,7 +145,7 @@ impl Trainer {
                             ),
                         });
                     }
-                    var.set(t)?;
+                    var.set(&t.to_dtype(var.dtype())?)?;
                 }
                 optimizer.load_state(&ck.optimizer, ck.meta.step)?;
                 ema.load(&ck.ema, ck.meta.ema_updates)?;
