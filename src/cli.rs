@@ -145,9 +145,14 @@ pub struct TrainArgs {
     pub steps: Option<u64>,
     /// Start from trained weights instead of a fresh initialisation (fine-tuning, or
     /// continuing from an exported intermediate): a VAE folder for `vae`, a diffusers model
-    /// folder for `unet`. Ignored when --resume finds a checkpoint.
-    #[arg(long)]
+    /// folder for `unet` (also `--from`; its own `vae/` and `tokenizer/` are then used).
+    /// Ignored when --resume finds a checkpoint.
+    #[arg(long, visible_alias = "from")]
     pub init: Option<PathBuf>,
+    /// `unet` only: train on a folder of pictures with `.txt` captions (kohya's layout,
+    /// `N_concept` subfolders repeated N times) instead of the procedural data.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -16,6 +16,11 @@ use kakusan_train::{TrainTask, Trainer, TrainerConfig};
 use crate::cli::{TrainArgs, TrainCommand};
 
 pub fn run(cmd: TrainCommand) -> anyhow::Result<()> {
+    if let TrainCommand::Vae(args) | TrainCommand::Classifier(args) = &cmd {
+        if args.data.is_some() {
+            anyhow::bail!("--data is for `kakusan train unet`; the VAE and the evaluator train on the procedural data");
+        }
+    }
     match cmd {
         TrainCommand::Vae(args) => train_vae(&args),
         TrainCommand::Unet(args) => train_unet(&args),
@@ -130,11 +135,35 @@ fn train_unet(args: &TrainArgs) -> anyhow::Result<()> {
     let unet_config: UNetConfig = serde_json::from_value(unet_json.clone())?;
     let scheduler: kakusan_sampling::SchedulerConfig =
         serde_json::from_value(scheduler_json.clone())?;
-    let vae = kakusan_train::export::load_vae(&m.vae, &device)
+    // Fine-tuning a model folder (`--from`) keeps that model's own VAE and tokenizer.
+    let own = |name: &str, configured: &Path| -> std::path::PathBuf {
+        match &args.init {
+            Some(model) if model.join(name).is_dir() => model.join(name),
+            _ => configured.to_path_buf(),
+        }
+    };
+    let (vae_dir, tokenizer_dir) = (own("vae", &m.vae), own("tokenizer", &m.tokenizer));
+    let vae = kakusan_train::export::load_vae(&vae_dir, &device)
         .context("loading the trained VAE; run `kakusan train vae` first")?;
-    let tokenizer = Tokenizer::from_folder(&m.tokenizer)?;
+    let tokenizer = Tokenizer::from_folder(&tokenizer_dir)?;
     let alphas = scheduler.discrete_schedule()?.alphas_cumprod().to_vec();
-    let data = ProceduralImages::new(&config.data)?;
+    let data: Box<dyn kakusan_train::tasks::CaptionedImages> = match &args.data {
+        Some(dir) => {
+            let folder = kakusan_train::tasks::FolderImages::open(
+                dir,
+                config.data.image_size,
+                config.data.seed,
+            )?;
+            eprintln!(
+                "data: {} pictures, {} per epoch with repeats, from {}",
+                folder.len(),
+                folder.epoch_len(),
+                dir.display()
+            );
+            Box::new(folder)
+        }
+        None => Box::new(ProceduralImages::new(&config.data)?),
+    };
     let mut task = DiffusionTask::new(
         &text_config,
         &unet_config,
@@ -142,7 +171,7 @@ fn train_unet(args: &TrainArgs) -> anyhow::Result<()> {
         tokenizer,
         alphas,
         config.task.clone(),
-        Box::new(data),
+        data,
         &device,
     )?;
     eprintln!(
@@ -170,8 +199,8 @@ fn train_unet(args: &TrainArgs) -> anyhow::Result<()> {
             text_encoder_config: &text_json,
             unet_config: &unet_json,
             scheduler_config: &scheduler_json,
-            vae_dir: &m.vae,
-            tokenizer_dir: &m.tokenizer,
+            vae_dir: &vae_dir,
+            tokenizer_dir: &tokenizer_dir,
         },
         &model_dir,
         true,

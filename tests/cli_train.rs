@@ -152,4 +152,69 @@ fn train_both_stages_then_generate_with_the_export() {
         assert!(out.contains(word), "{word} missing in {out}");
     }
     assert!(image::open(&grid).is_ok());
+    // Fine-tuning the export on a folder of pictures with captions (kohya layout).
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(data.join("2_hexagon")).unwrap();
+    let picture = |rgb: [u8; 3]| image::RgbImage::from_pixel(40, 40, image::Rgb(rgb));
+    picture([200, 30, 30]).save(data.join("red.png")).unwrap();
+    std::fs::write(data.join("red.txt"), "a red square").unwrap();
+    picture([30, 200, 30])
+        .save(data.join("2_hexagon/h.png"))
+        .unwrap();
+    let ft_out = tmp.path().join("ft-run");
+    let out = kakusan(&[
+        "train",
+        "unet",
+        "--config",
+        &s(&unet_toml),
+        "--from",
+        &s(&model),
+        "--data",
+        &s(&data),
+        "--out",
+        &s(&ft_out),
+    ]);
+    ok(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("2 pictures, 3 per epoch"), "{err}");
+    let before = std::fs::read(model.join("unet/diffusion_pytorch_model.safetensors")).unwrap();
+    let after =
+        std::fs::read(ft_out.join("model/unet/diffusion_pytorch_model.safetensors")).unwrap();
+    assert_ne!(before, after, "fine-tuning changed nothing");
+    // An empty data folder is a clear error, not a panic.
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let bad = kakusan(&[
+        "train",
+        "unet",
+        "--config",
+        &s(&unet_toml),
+        "--data",
+        &s(&empty),
+        "--out",
+        &s(&tmp.path().join("bad-run")),
+    ]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("no pictures"));
+
+    // A compact copy of the UNet run resumes (here: finds the run complete).
+    let compact = tmp.path().join("compact");
+    ok(&kakusan(&[
+        "train",
+        "compact",
+        &s(&unet_out),
+        "--to",
+        &s(&compact),
+    ]));
+    assert!(compact.join("loss.csv").is_file());
+    let out = ok(&kakusan(&[
+        "train",
+        "unet",
+        "--config",
+        &s(&unet_toml),
+        "--out",
+        &s(&compact),
+        "--resume",
+    ]));
+    assert!(out.contains("finished: step 2 of 2"), "{out}");
 }

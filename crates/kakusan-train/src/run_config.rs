@@ -118,9 +118,15 @@ mod tests {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../training/kakusan-mini");
         let vae = VaeRunConfig::load(&dir.join("vae.toml")).unwrap();
         assert!(vae.model.vae_config.is_file());
-        let unet = DiffusionRunConfig::load(&dir.join("unet.toml")).unwrap();
-        assert!(unet.model.unet_config.is_file());
-        assert!(unet.model.tokenizer.join("vocab.json").is_file());
+        let decoder = VaeRunConfig::load(&dir.join("vae-decoder.toml")).unwrap();
+        assert!(decoder.task.decoder_only);
+        for file in ["unet.toml", "finetune.toml"] {
+            let unet = DiffusionRunConfig::load(&dir.join(file)).unwrap();
+            assert!(unet.model.unet_config.is_file(), "{file}");
+            assert!(unet.model.tokenizer.join("vocab.json").is_file(), "{file}");
+            // The frozen VAE the UNet stage learns on is committed.
+            assert!(unet.model.vae.join("config.json").is_file(), "{file}");
+        }
     }
 
     #[test]

@@ -3,10 +3,12 @@
 
 pub mod captioned_images;
 pub mod diffusion_task;
+pub mod folder_images;
 pub mod procedural_images;
 pub mod vae_task;
 
 pub use captioned_images::CaptionedImages;
 pub use diffusion_task::{DiffusionTask, DiffusionTaskConfig};
+pub use folder_images::FolderImages;
 pub use procedural_images::{ProceduralDataConfig, ProceduralImages};
 pub use vae_task::{VaeTask, VaeTaskConfig};
