@@ -107,7 +107,13 @@ fn train_vae(args: &TrainArgs) -> anyhow::Result<()> {
     // With a frozen encoder the EMA holds only the decoder; the rest is as loaded.
     let mut weights = task.all_vars().snapshot();
     weights.extend(trainer.ema_weights().clone());
-    let scale = kakusan_train::export::export_vae(&weights, &vae_json, &data, &dir, &device)?;
+    let keep_scale = match (&args.init, config.task.decoder_only) {
+        (Some(init), true) => Some(read_json(&init.join("config.json"))?)
+            .and_then(|c| c.get("scaling_factor").and_then(|v| v.as_f64())),
+        _ => None,
+    };
+    let scale =
+        kakusan_train::export::export_vae(&weights, &vae_json, &data, &dir, keep_scale, &device)?;
     println!("{} (scaling_factor {scale:.5})", dir.display());
     print_stop(trainer.step(), config.trainer.total_steps);
     Ok(())

@@ -89,6 +89,51 @@ fn train_both_stages_then_generate_with_the_export() {
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("--resume"));
 
+    // Decoder-only fine-tuning keeps the encoder and the latent scale exactly.
+    let dec_toml = tmp.path().join("vae-decoder.toml");
+    let text = std::fs::read_to_string(&vae_toml)
+        .unwrap()
+        .replace("[task]\n", "[task]\ndecoder_only = true\n");
+    std::fs::write(&dec_toml, text).unwrap();
+    let dec_out = tmp.path().join("dec-run");
+    let no_init = kakusan(&[
+        "train",
+        "vae",
+        "--config",
+        &s(&dec_toml),
+        "--out",
+        &s(&dec_out),
+    ]);
+    assert!(!no_init.status.success());
+    assert!(String::from_utf8_lossy(&no_init.stderr).contains("--init"));
+    ok(&kakusan(&[
+        "train",
+        "vae",
+        "--config",
+        &s(&dec_toml),
+        "--init",
+        &s(&vae_out.join("vae")),
+        "--out",
+        &s(&dec_out),
+    ]));
+    let dec_cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dec_out.join("vae/config.json")).unwrap()).unwrap();
+    assert_eq!(dec_cfg["scaling_factor"].as_f64(), Some(scale));
+    let load = |dir: &Path| {
+        candle_core::safetensors::load(
+            dir.join("vae/diffusion_pytorch_model.safetensors"),
+            &candle_core::Device::Cpu,
+        )
+        .unwrap()
+    };
+    let (base, tuned) = (load(&vae_out), load(&dec_out));
+    let same = |name: &str| {
+        let d = (&base[name] - &tuned[name]).unwrap().abs().unwrap();
+        d.max_all().unwrap().to_scalar::<f32>().unwrap() == 0.0
+    };
+    assert!(same("encoder.conv_in.weight") && same("quant_conv.weight"));
+    assert!(!same("decoder.conv_out.weight"));
+
     let unet_out = tmp.path().join("unet-run");
     ok(&kakusan(&[
         "train",

@@ -72,13 +72,16 @@ pub fn measure_latent_scale(
     Ok(1.0 / var.sqrt())
 }
 
-/// Exports a trained VAE (e.g. the EMA weights) to `dir` with a measured scaling factor.
+/// Exports a trained VAE (e.g. the EMA weights) to `dir` with a measured scaling factor, or
+/// with `keep_scale` (a decoder fine-tuned over a frozen encoder keeps the latent scale a
+/// UNet was trained with, even where a re-measurement would differ in the last digits).
 /// Returns the scaling factor.
 pub fn export_vae(
     weights: &HashMap<String, Tensor>,
     config_json: &serde_json::Value,
     data: &dyn CaptionedImages,
     dir: &Path,
+    keep_scale: Option<f64>,
     device: &Device,
 ) -> Result<f64> {
     let config: VaeConfig = serde_json::from_value(config_json.clone())
@@ -86,7 +89,10 @@ pub fn export_vae(
     let vb = VarBuilder::from_tensors(weights.clone(), DType::F32, device);
     let vae =
         AutoencoderKL::new(vb, &config).map_err(|e| TrainError::Config(format!("vae: {e}")))?;
-    let scale = measure_latent_scale(&vae, data, 8, 32, device)?;
+    let scale = match keep_scale {
+        Some(s) => s,
+        None => measure_latent_scale(&vae, data, 8, 32, device)?,
+    };
     let mut out = config_json.clone();
     if let Some(obj) = out.as_object_mut() {
         obj.insert("scaling_factor".into(), serde_json::json!(scale));
