@@ -499,9 +499,11 @@ mod tests {
     /// The CVD example of M. S. Phadke, "Quality Engineering Using Robust Design"
     /// (Prentice Hall, 1989), chapter 3: four three-level factors A-D on L9 columns 1-4, with
     /// the η of the nine runs (dB) −20, −10, −30, −25, −45, −65, −45, −65, −70. The book was
-    /// not at hand here: the η values are as recalled, and every expected number below was
-    /// re-derived by hand from them (they agree with the book's level-mean and ANOVA tables as
-    /// remembered: A 2450, B 950, C 350, D 50, total 3800).
+    /// not at hand here; the η values were checked against J. J. Nahas, "Statistical Design of
+    /// Experiments Part II: A CVD System Experiment" (lecture slides, 2012), which restate
+    /// Phadke's example with the same nine η, m = −41.7 and m_A1 = −20. Every other expected
+    /// number below was derived by hand from the nine η (they agree with the book's ANOVA as
+    /// remembered: A 2450, B 950, C 350, D 50, total 3800, F_A = 49 with D pooled).
     const PHADKE_ETA: [f64; 9] = [
         -20.0, -10.0, -30.0, -25.0, -45.0, -65.0, -45.0, -65.0, -70.0,
     ];
