@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::arrays::OrthogonalArray;
+use crate::stats::{f_p_value, f_quantile_upper};
 
 /// Why an analysis cannot be computed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -289,6 +290,8 @@ pub struct AnovaRow {
     pub var: f64,
     /// F = V / V_error, when the error has degrees of freedom and the factor is not pooled.
     pub f: Option<f64>,
+    /// P(F(dof, error dof) > F): the chance of an F this large from noise alone.
+    pub p: Option<f64>,
     /// Pure sum of squares S' = S − dof·V_error.
     pub pure_ss: f64,
     /// % contribution ρ = S'/S_T·100.
@@ -390,6 +393,7 @@ impl Anova {
                         dof: dof[f],
                         var,
                         f: None,
+                        p: None,
                         pure_ss: 0.0,
                         rho: 0.0,
                         pooled: true,
@@ -397,11 +401,13 @@ impl Anova {
                 } else {
                     unpooled_dof += dof[f];
                     let pure = ss[f] - dof[f] as f64 * err_var;
+                    let fr = (err_dof > 0 && err_var > 0.0).then(|| var / err_var);
                     AnovaRow {
                         ss: ss[f],
                         dof: dof[f],
                         var,
-                        f: (err_dof > 0 && err_var > 0.0).then(|| var / err_var),
+                        f: fr,
+                        p: fr.map(|x| f_p_value(x, dof[f] as f64, err_dof as f64)),
                         pure_ss: pure,
                         rho: pct(pure),
                         pooled: false,
@@ -415,6 +421,7 @@ impl Anova {
             dof: err_dof,
             var: err_var,
             f: None,
+            p: None,
             pure_ss: err_pure,
             rho: pct(err_pure),
             pooled: false,
@@ -425,6 +432,46 @@ impl Anova {
             total_ss,
             total_dof,
         })
+    }
+}
+
+impl Anova {
+    /// Taguchi's confidence half-width of a prediction that uses the factors `used`:
+    /// √(F_alpha(1, f_e)·V_e·(1/n_eff + 1/r)), with the effective number of replications
+    /// n_eff = runs / (1 + Σ dof of the used factors) and `confirm_runs` = r repetitions of
+    /// the confirmation run (`None`: the interval of the predicted mean itself, without 1/r).
+    pub fn confidence_interval(
+        &self,
+        used: &[usize],
+        alpha: f64,
+        confirm_runs: Option<usize>,
+    ) -> Result<f64, AnalysisError> {
+        if self.error.dof == 0 || self.error.var <= 0.0 {
+            return Err(AnalysisError::Shape(
+                "the error has no degrees of freedom: pool the smallest factors first".into(),
+            ));
+        }
+        let mut dof_used = 0;
+        for &f in used {
+            let row = self
+                .factors
+                .get(f)
+                .ok_or_else(|| AnalysisError::Shape(format!("there is no factor {f}")))?;
+            dof_used += row.dof;
+        }
+        let f = f_quantile_upper(alpha, 1.0, self.error.dof as f64)
+            .ok_or_else(|| AnalysisError::Shape(format!("alpha must be in (0, 1), got {alpha}")))?;
+        let n_eff = (self.total_dof + 1) as f64 / (1 + dof_used) as f64;
+        let r = match confirm_runs {
+            Some(0) => {
+                return Err(AnalysisError::Shape(
+                    "a confirmation needs at least 1 run".into(),
+                ))
+            }
+            Some(r) => 1.0 / r as f64,
+            None => 0.0,
+        };
+        Ok((f * self.error.var * (1.0 / n_eff + r)).sqrt())
     }
 }
 
@@ -579,6 +626,18 @@ mod tests {
         close(a.error.rho, 5.263, 1e-3);
         let sum: f64 = a.factors.iter().map(|r| r.rho).sum::<f64>() + a.error.rho;
         close(sum, 100.0, 1e-9);
+        // p of F(2, 2) = 49: P(F > f) = 1/(1 + f) for d1 = d2 = 2, so 1/50.
+        close(a.factors[0].p.unwrap(), 0.02, 1e-10);
+        assert_eq!(a.factors[3].p, None);
+        // Confidence interval of the optimum A1 B1 C2: n_eff = 9/(1 + 6) = 9/7;
+        // F_0.05(1, 2) = 1.805/0.0975 (t(2)² closed form, see stats.rs);
+        // half-width √(F·25·7/9) = 18.9729; with 3 confirmation runs √(F·25·(7/9 + 1/3)).
+        let f: f64 = 1.805 / 0.0975;
+        let ci = a.confidence_interval(&[0, 1, 2], 0.05, None).unwrap();
+        close(ci, (f * 25.0 * 7.0 / 9.0).sqrt(), 1e-8);
+        close(ci, 18.9729, 1e-4);
+        let ci = a.confidence_interval(&[0, 1, 2], 0.05, Some(3)).unwrap();
+        close(ci, (f * 25.0 * (7.0 / 9.0 + 1.0 / 3.0)).sqrt(), 1e-8);
 
         // HalfDof pools the smallest (D, then C) until the error has ≥ 4 of the 8 dof:
         // V_e = (50 + 350)/4 = 100, F_A = 1225/100 = 12.25, F_B = 4.75.
