@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::arrays::OrthogonalArray;
+use crate::arrays::{dummy_level, OrthogonalArray};
 use crate::stats::{f_p_value, f_quantile_upper};
 
 /// Why an analysis cannot be computed.
@@ -180,29 +180,62 @@ pub struct Effects {
     pub grand_mean: f64,
     /// `level_means[factor][level]`.
     pub level_means: Vec<Vec<f64>>,
+    /// Runs at each level, `counts[factor][level]` (equal, except under dummy treatment).
+    pub counts: Vec<Vec<usize>>,
 }
 
 impl Effects {
     /// `cols[f]` is the array column of factor `f`; `y[run]` the value per run (usually η).
     pub fn compute(oa: &OrthogonalArray, cols: &[usize], y: &[f64]) -> Result<Self, AnalysisError> {
-        check_design(oa, cols, y)?;
-        let grand_mean = y.iter().sum::<f64>() / y.len() as f64;
-        let level_means = cols
+        let levels: Vec<usize> = cols
             .iter()
-            .map(|&c| {
-                let l = oa.levels[c] as usize;
-                let mut sum = vec![0.0; l];
-                let mut count = vec![0usize; l];
-                for (row, v) in oa.rows.iter().zip(y) {
-                    sum[row[c] as usize] += v;
-                    count[row[c] as usize] += 1;
-                }
-                sum.iter().zip(&count).map(|(s, &n)| s / n as f64).collect()
-            })
+            .map(|&c| oa.levels.get(c).map_or(0, |&l| l as usize))
             .collect();
+        Self::compute_with_levels(oa, cols, &levels, y)
+    }
+
+    /// As [`Effects::compute`], for factors with fewer levels than their column: a two-level
+    /// factor on a three-level column (dummy treatment) reads the column's level 3 as its
+    /// level 1 (see [`crate::arrays::design`]).
+    pub fn compute_with_levels(
+        oa: &OrthogonalArray,
+        cols: &[usize],
+        factor_levels: &[usize],
+        y: &[f64],
+    ) -> Result<Self, AnalysisError> {
+        check_design(oa, cols, y)?;
+        if factor_levels.len() != cols.len() {
+            return Err(AnalysisError::Shape(format!(
+                "{} level counts for {} factors",
+                factor_levels.len(),
+                cols.len()
+            )));
+        }
+        let grand_mean = y.iter().sum::<f64>() / y.len() as f64;
+        let mut level_means = Vec::with_capacity(cols.len());
+        let mut counts = Vec::with_capacity(cols.len());
+        for (&c, &l) in cols.iter().zip(factor_levels) {
+            if l < 2 || l > oa.levels[c] as usize {
+                return Err(AnalysisError::Shape(format!(
+                    "a {l}-level factor cannot sit on column {} with {} levels",
+                    c + 1,
+                    oa.levels[c]
+                )));
+            }
+            let mut sum = vec![0.0; l];
+            let mut count = vec![0usize; l];
+            for (row, v) in oa.rows.iter().zip(y) {
+                let lv = dummy_level(row[c], l);
+                sum[lv] += v;
+                count[lv] += 1;
+            }
+            level_means.push(sum.iter().zip(&count).map(|(s, &n)| s / n as f64).collect());
+            counts.push(count);
+        }
         Ok(Effects {
             grand_mean,
             level_means,
+            counts,
         })
     }
 
@@ -316,24 +349,38 @@ impl Anova {
         y: &[f64],
         pooling: &Pooling,
     ) -> Result<Self, AnalysisError> {
-        check_design(oa, cols, y)?;
+        let levels: Vec<usize> = cols
+            .iter()
+            .map(|&c| oa.levels.get(c).map_or(0, |&l| l as usize))
+            .collect();
+        Self::compute_with_levels(oa, cols, &levels, y, pooling)
+    }
+
+    /// As [`Anova::compute`], with dummy-treated factors (see
+    /// [`Effects::compute_with_levels`]): S = Σ n_l·(m_l − m)² over the factor's own levels.
+    pub fn compute_with_levels(
+        oa: &OrthogonalArray,
+        cols: &[usize],
+        factor_levels: &[usize],
+        y: &[f64],
+        pooling: &Pooling,
+    ) -> Result<Self, AnalysisError> {
+        let eff = Effects::compute_with_levels(oa, cols, factor_levels, y)?;
         let n = y.len() as f64;
         let total: f64 = y.iter().sum();
         let cf = total * total / n;
         let total_ss = (y.iter().map(|v| v * v).sum::<f64>() - cf).max(0.0);
         let total_dof = y.len() - 1;
-        let eff = Effects::compute(oa, cols, y)?;
         let mut ss: Vec<f64> = Vec::with_capacity(cols.len());
         let mut dof: Vec<usize> = Vec::with_capacity(cols.len());
-        for (f, &c) in cols.iter().enumerate() {
-            let l = oa.levels[c] as usize;
-            let per_level = n / l as f64;
+        for f in 0..cols.len() {
             let s: f64 = eff.level_means[f]
                 .iter()
-                .map(|m| per_level * (m - eff.grand_mean).powi(2))
+                .zip(&eff.counts[f])
+                .map(|(m, &k)| k as f64 * (m - eff.grand_mean).powi(2))
                 .sum();
             ss.push(s);
-            dof.push(l - 1);
+            dof.push(factor_levels[f] - 1);
         }
         let pooled: Vec<bool> = match pooling {
             Pooling::None => vec![false; cols.len()],
@@ -649,6 +696,37 @@ mod tests {
         close(a.error.var, 100.0, 1e-9);
         close(a.factors[0].f.unwrap(), 12.25, 1e-9);
         close(a.factors[1].f.unwrap(), 4.75, 1e-9);
+    }
+
+    #[test]
+    fn dummy_treated_factor_by_hand() {
+        // Hand calculation on the same nine η: a two-level factor X on L9 column 4 with the
+        // column's level 3 read as X1 (dummy treatment). X1 = runs 1,3,4,5,8,9:
+        // −20 −30 −25 −45 −65 −70 = −255 (mean −42.5); X2 = runs 2,6,7: −120 (mean −40).
+        // S_X = 255²/6 + 120²/3 − 375²/9 = 10837.5 + 4800 − 15625 = 12.5, 1 dof; the error
+        // keeps column 4's other dof: S_e = 3800 − 2450 − 950 − 350 − 12.5 = 37.5.
+        let oa = ArrayKind::L9.build();
+        let e =
+            Effects::compute_with_levels(&oa, &[3, 0, 1, 2], &[2, 3, 3, 3], &PHADKE_ETA).unwrap();
+        close(e.level_means[0][0], -42.5, 1e-9);
+        close(e.level_means[0][1], -40.0, 1e-9);
+        assert_eq!(e.counts[0], vec![6, 3]);
+        let a = Anova::compute_with_levels(
+            &oa,
+            &[3, 0, 1, 2],
+            &[2, 3, 3, 3],
+            &PHADKE_ETA,
+            &Pooling::None,
+        )
+        .unwrap();
+        close(a.factors[0].ss, 12.5, 1e-9);
+        assert_eq!(a.factors[0].dof, 1);
+        close(a.factors[1].ss, 2450.0, 1e-9);
+        close(a.error.ss, 37.5, 1e-9);
+        assert_eq!(a.error.dof, 1);
+        // F_X = 12.5/37.5.
+        close(a.factors[0].f.unwrap(), 1.0 / 3.0, 1e-9);
+        assert!(Effects::compute_with_levels(&oa, &[0], &[4], &PHADKE_ETA).is_err());
     }
 
     #[test]

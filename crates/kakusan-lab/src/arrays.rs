@@ -267,6 +267,25 @@ const L18: [[u8; 8]; 18] = [
     [2, 3, 3, 2, 1, 2, 3, 1],
 ];
 
+/// The level a factor with `factor_levels` levels takes where its column shows `level`:
+/// under dummy treatment (a two-level factor on a three-level column) the column's third
+/// level repeats the factor's first.
+pub fn dummy_level(level: u8, factor_levels: usize) -> usize {
+    let l = level as usize;
+    if l >= factor_levels {
+        0
+    } else {
+        l
+    }
+}
+
+/// Whether `twos` two-level and `threes` three-level factors fit `kind` when two-level
+/// factors may also take free three-level columns (dummy treatment).
+pub fn fits_with_dummy(kind: ArrayKind, twos: usize, threes: usize) -> bool {
+    let (a, b) = kind.capacity();
+    threes <= b && twos <= a + (b - threes)
+}
+
 /// Why factors cannot be placed on an array.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AssignError {
@@ -329,6 +348,69 @@ pub fn assign(
         .iter()
         .map(|&l| if l == 2 { free2.next() } else { free3.next() }.expect("capacity checked above"))
         .collect();
+    Ok((oa, cols))
+}
+
+/// Like [`assign`], but a two-level factor that finds no free two-level column takes a free
+/// three-level column with a dummy level (its level 1 repeated; [`dummy_level`]). Without a
+/// given array it picks the array with the fewest runs that fits this way, preferring one that
+/// needs no dummy at equal size. Returns the array and each factor's column; a factor is
+/// dummy-treated where its level count is below its column's.
+pub fn design(
+    kind: Option<ArrayKind>,
+    factor_levels: &[usize],
+) -> Result<(OrthogonalArray, Vec<usize>), AssignError> {
+    for (index, &levels) in factor_levels.iter().enumerate() {
+        if levels != 2 && levels != 3 {
+            return Err(AssignError::BadLevels { index, levels });
+        }
+    }
+    let twos = factor_levels.iter().filter(|&&l| l == 2).count();
+    let threes = factor_levels.len() - twos;
+    let best = ArrayKind::ALL
+        .into_iter()
+        .find(|k| fits_with_dummy(*k, twos, threes));
+    let kind = match kind {
+        Some(k) if fits_with_dummy(k, twos, threes) => k,
+        Some(k) => {
+            let (cap2, cap3) = k.capacity();
+            let hint = match best {
+                Some(b) => format!("use {} instead", b.notation()),
+                None => "no array of the laboratory fits them all".to_string(),
+            };
+            return Err(AssignError::DoesNotFit {
+                array: k.notation(),
+                cap2,
+                cap3,
+                twos,
+                threes,
+                hint,
+            });
+        }
+        None => best.ok_or(AssignError::NoneFits { twos, threes })?,
+    };
+    let oa = kind.build();
+    let mut free2: Vec<usize> = (0..oa.columns()).filter(|&c| oa.levels[c] == 2).collect();
+    let mut free3: Vec<usize> = (0..oa.columns()).filter(|&c| oa.levels[c] == 3).collect();
+    free2.reverse();
+    free3.reverse();
+    // Three-level factors first take the leftmost three-level columns; then the two-level
+    // factors take the two-level columns and, once those run out, the remaining three-level
+    // ones.
+    let mut cols = vec![usize::MAX; factor_levels.len()];
+    for (f, &l) in factor_levels.iter().enumerate() {
+        if l == 3 {
+            cols[f] = free3.pop().expect("capacity checked above");
+        }
+    }
+    for (f, &l) in factor_levels.iter().enumerate() {
+        if l == 2 {
+            cols[f] = free2
+                .pop()
+                .or_else(|| free3.pop())
+                .expect("capacity checked above");
+        }
+    }
     Ok((oa, cols))
 }
 
@@ -440,6 +522,48 @@ mod tests {
         // Taguchi's standard L4.
         let l4: Vec<Vec<u8>> = vec![vec![1, 1, 1], vec![1, 2, 2], vec![2, 1, 2], vec![2, 2, 1]];
         assert_eq!(one_based(&ArrayKind::L4.build()), l4);
+    }
+
+    #[test]
+    fn dummy_treatment() {
+        // 1 two-level + 3 three-level factors: L9 with the two-level factor dummy-treated
+        // (9 runs) rather than L18.
+        let (oa, cols) = design(None, &[2, 3, 3, 3]).unwrap();
+        assert_eq!(oa.kind, ArrayKind::L9);
+        assert_eq!(cols, vec![3, 0, 1, 2]);
+        // Its levels over the nine runs: column 4 is 1,2,3,3,1,2,2,3,1 -> 1,2,1,1,1,2,2,1,1:
+        // level 1 six times, level 2 three times, and with every level of every other
+        // column in the same 2:1 proportion.
+        let dl: Vec<usize> = oa.rows.iter().map(|r| dummy_level(r[3], 2)).collect();
+        assert_eq!(dl.iter().filter(|&&l| l == 0).count(), 6);
+        for c in 0..3 {
+            for lv in 0..3u8 {
+                let n1 = oa
+                    .rows
+                    .iter()
+                    .zip(&dl)
+                    .filter(|(r, &d)| r[c] == lv && d == 0)
+                    .count();
+                assert_eq!(n1, 2, "column {c} level {lv}");
+            }
+        }
+        // Strict fits are kept: three two-level factors still go on L4.
+        assert_eq!(design(None, &[2, 2, 2]).unwrap().0.kind, ArrayKind::L4);
+        // 3 two-level + 3 three-level: L18 (one on the two-level column, two dummy-treated).
+        let (oa, cols) = design(None, &[2, 2, 2, 3, 3, 3]).unwrap();
+        assert_eq!(oa.kind, ArrayKind::L18);
+        assert_eq!(cols, vec![0, 4, 5, 1, 2, 3]);
+        // Too many: 14 two-level factors fit L16 but with 3 three-level ones nothing fits.
+        let e = design(None, &[[2; 14].as_slice(), &[3; 3]].concat()).unwrap_err();
+        assert_eq!(
+            e,
+            AssignError::NoneFits {
+                twos: 14,
+                threes: 3
+            }
+        );
+        let e = design(Some(ArrayKind::L8), &[2, 3]).unwrap_err();
+        assert!(e.to_string().contains("use L9(3^4)"), "{e}");
     }
 
     #[test]

@@ -31,7 +31,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::analysis::SnType;
-use crate::arrays::{assign, ArrayKind, AssignError, OrthogonalArray};
+use crate::arrays::{design, dummy_level, ArrayKind, AssignError, OrthogonalArray};
 
 /// The attributes the built-in evaluator reads off a picture.
 pub const ATTRIBUTES: [&str; 5] = ["glyph", "colour", "background", "position", "size"];
@@ -523,7 +523,8 @@ impl Experiment {
         Ok(())
     }
 
-    /// The inner array and the column of every factor.
+    /// The inner array and the column of every factor (a two-level factor may sit on a
+    /// three-level column with a dummy level, see [`crate::arrays::design`]).
     pub fn design(&self) -> Result<(OrthogonalArray, Vec<usize>), ExperimentError> {
         let kind = match &self.array {
             None => None,
@@ -532,7 +533,7 @@ impl Experiment {
             }
         };
         let levels: Vec<usize> = self.factors.iter().map(|f| f.levels.len()).collect();
-        Ok(assign(kind, &levels)?)
+        Ok(design(kind, &levels)?)
     }
 
     /// The outer array: seeds × samplers × sizes (the empty lists left out), seeds fastest.
@@ -569,7 +570,11 @@ impl Experiment {
         let outer = self.outer();
         let mut out = Vec::with_capacity(oa.runs() * outer.len());
         for (row, r) in oa.rows.iter().enumerate() {
-            let levels: Vec<usize> = cols.iter().map(|&c| r[c] as usize).collect();
+            let levels: Vec<usize> = cols
+                .iter()
+                .zip(&self.factors)
+                .map(|(&c, f)| dummy_level(r[c], f.levels.len()))
+                .collect();
             let mut base = RunSpec {
                 row,
                 noise: 0,
@@ -754,6 +759,20 @@ sn = "larger-the-better"
         assert_eq!(runs[6].sampler, "Euler a");
     }
 
+    #[test]
+    fn two_level_factors_on_l9_use_a_dummy_level() {
+        let e = Experiment::parse(&SMALL.replace("name = \"t\"", "name = \"t\"\narray = \"L9\""))
+            .unwrap();
+        let runs = e.runs().unwrap();
+        assert_eq!(runs.len(), 18);
+        // Every factor level is a real level (0 or 1), the first level twice as often.
+        for f in 0..3 {
+            assert!(runs.iter().all(|r| r.levels[f] < 2));
+            let first = runs.iter().filter(|r| r.levels[f] == 0).count();
+            assert_eq!(first, 12, "factor {f}");
+        }
+    }
+
     fn err(text: &str) -> String {
         Experiment::parse(text).unwrap_err().to_string()
     }
@@ -783,8 +802,16 @@ sn = "larger-the-better"
         assert!(m.contains("unknown variant"), "{m}");
         let m = err(&SMALL.replace("steps = 10", "stepz = 10"));
         assert!(m.contains("stepz"), "{m}");
-        let m = err(&SMALL.replace("name = \"t\"", "name = \"t\"\narray = \"L9\""));
-        assert!(m.contains("use L4(2^3)"), "{m}");
+        let m = err(&SMALL
+            .replace("name = \"t\"", "name = \"t\"\narray = \"L4\"")
+            .replace(
+                "[\"red\", \"(red:1.2)\"]",
+                "[\"red\", \"(red:1.2)\", \"crimson\"]",
+            ));
+        assert!(
+            m.contains("L4(2^3) holds") && m.contains("use L9(3^4)"),
+            "{m}"
+        );
         let m = err(&SMALL.replace("name = \"t\"", "name = \"t\"\narray = \"L5\""));
         assert!(m.contains("unknown array \"L5\""), "{m}");
         let m = err(&SMALL.replace("a {colour} 5", "a {colour 5"));
