@@ -373,14 +373,14 @@ impl Anova {
         let total_dof = y.len() - 1;
         let mut ss: Vec<f64> = Vec::with_capacity(cols.len());
         let mut dof: Vec<usize> = Vec::with_capacity(cols.len());
-        for f in 0..cols.len() {
-            let s: f64 = eff.level_means[f]
+        for ((means, counts), &l) in eff.level_means.iter().zip(&eff.counts).zip(factor_levels) {
+            let s: f64 = means
                 .iter()
-                .zip(&eff.counts[f])
+                .zip(counts)
                 .map(|(m, &k)| k as f64 * (m - eff.grand_mean).powi(2))
                 .sum();
             ss.push(s);
-            dof.push(factor_levels[f] - 1);
+            dof.push(l - 1);
         }
         let pooled: Vec<bool> = match pooling {
             Pooling::None => vec![false; cols.len()],
