@@ -714,6 +714,25 @@ mod tests {
         assert_eq!(keys.len(), runs.len());
     }
 
+    #[test]
+    fn every_example_parses() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/lab");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                let e =
+                    Experiment::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                assert!(!e.runs().unwrap().is_empty());
+                n += 1;
+            }
+        }
+        assert!(n >= 2, "examples/lab has {n} experiments");
+        let e = Experiment::load(&dir.join("green-circle-l8.toml")).unwrap();
+        assert_eq!(e.outer().len(), 6);
+        assert_eq!(e.runs().unwrap().len(), 8 * 6);
+    }
+
     const SMALL: &str = r#"
 name = "t"
 template = "a {colour} 5, {style}"
