@@ -184,6 +184,19 @@ pub enum Measure {
     TNoise,
 }
 
+impl Measure {
+    /// Its name in the experiment file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Measure::Adherence => "adherence",
+            Measure::Probability => "probability",
+            Measure::TDistance => "t-distance",
+            Measure::TBeta => "t-beta",
+            Measure::TNoise => "t-noise",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Response {
@@ -487,8 +500,8 @@ impl Experiment {
             Measure::Adherence | Measure::Probability => {
                 if r.target.is_empty() {
                     return Err(ExperimentError::Response(format!(
-                        "measure {:?} needs target = {{ attribute = \"class\", ... }} with attributes from {}",
-                        r.measure,
+                        "measure \"{}\" needs target = {{ attribute = \"class\", ... }} with attributes from {}",
+                        r.measure.name(),
                         ATTRIBUTES.join(", ")
                     )));
                 }
@@ -811,6 +824,8 @@ sn = "larger-the-better"
         assert!(m.contains("slot {digit} has no factor"), "{m}");
         let m = err(&SMALL.replace("levels = [5, 7.5]", "levels = [5, \"high\"]"));
         assert!(m.contains("cfg level is a number"), "{m}");
+        let m = err(&SMALL.replace("target = { glyph = \"5\", colour = \"red\" }", ""));
+        assert!(m.contains("measure \"adherence\" needs target"), "{m}");
         let m = err(&SMALL.replace("seeds = [1, 2]", "seeds = []"));
         assert!(m.contains("seeds is empty"), "{m}");
         let m = err(&SMALL.replace("seeds = [1, 2]", "seeds = [1, 1]"));
