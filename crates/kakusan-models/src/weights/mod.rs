@@ -11,6 +11,9 @@
 //! - [`model_source`]: a model as the user names it (folder or single file): configs,
 //!   `VarBuilder`s per component, tokenizer folder, name and A1111 model hash.
 //!
+//! - [`textual_inversion`]: `.safetensors` textual-inversion embeddings (an `embeddings/`
+//!   folder), pickle embeddings refused.
+//!
 //! Models never see file formats: they ask a `VarBuilder` for diffusers names.
 
 pub mod backend;
@@ -23,6 +26,7 @@ pub mod hash_cache;
 pub mod model_source;
 pub mod names;
 pub mod store;
+pub mod textual_inversion;
 
 pub use backend::MappedBackend;
 pub use detect::{
@@ -33,3 +37,4 @@ pub use error::{Result, WeightsError};
 pub use model_source::{Component, ModelSource, OpenOptions, SourceFormat};
 pub use names::{KeyNaming, Source, Transform, UNetLayout};
 pub use store::SafetensorsStore;
+pub use textual_inversion::{EmbeddingLibrary, TextualInversion};
