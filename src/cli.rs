@@ -178,6 +178,10 @@ pub struct ModelArgs {
     /// configs (head counts, norm groups, ...) to use with its weights.
     #[arg(long)]
     pub config_from: Option<std::path::PathBuf>,
+    /// Folder of textual-inversion embeddings (`.safetensors`), used in prompts by file name
+    /// [default: `embeddings/` next to the model].
+    #[arg(long)]
+    pub embeddings: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -221,6 +221,7 @@ pub fn load_model(args: &ModelArgs) -> anyhow::Result<StableDiffusion> {
         dtype,
         prediction: args.prediction.as_deref().map(str::parse).transpose()?,
         config_from: args.config_from.clone(),
+        embeddings_dir: args.embeddings.clone(),
     };
     let spinner = ProgressBar::new_spinner().with_message(format!("loading {}", path.display()));
     spinner.enable_steady_tick(std::time::Duration::from_millis(120));

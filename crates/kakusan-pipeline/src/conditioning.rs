@@ -15,14 +15,19 @@
 //! - at sampling step `i` (0-based count of model calls), each schedule uses its first entry
 //!   with `i <= end_step`.
 //!
-//! Not yet: LoRA (`<lora:...>` is taken out of the text and reported, not applied), textual
-//! inversion embeddings, hires schedules, second-order samplers' doubled step count.
+//! Textual-inversion embeddings (`crate::embeddings`) take their names' places in the chunks
+//! and are put into the text encoder's input.
+//!
+//! Not yet: LoRA (`<lora:...>` is taken out of the text and reported, not applied), hires
+//! schedules, second-order samplers' doubled step count.
 
 use std::cell::Cell;
 use std::collections::HashMap;
 
 use candle_core::{DType, Tensor};
-use kakusan_prompt::chunks::{chunk_text, equalize_chunk_counts, Chunk, EmphasisMode, SpecialIds};
+use kakusan_prompt::chunks::{
+    chunk_pieces, equalize_chunk_counts, pieces_for, Chunk, EmphasisMode, SpecialIds,
+};
 use kakusan_prompt::{
     and_parts, apply_emphasis, extract_extra_networks, prompt_schedule, Dialect, LoraCall,
     ScheduleOptions,
@@ -129,9 +134,8 @@ impl StableDiffusion {
         let ids = Tensor::from_vec(rows, (chunks.len(), 77), &self.device)?;
         let skip = clip_skip + self.base_clip_skip - 1;
         let emb = self
-            .text_model
-            .forward(&ids, skip)
-            .map_err(|e| crate::PipelineError::Config(format!("text encoder: {e}")))?;
+            .embeddings
+            .encode(&self.text_model, &ids, chunks, skip)?;
         Ok(emb.to_dtype(DType::F32)?)
     }
 
@@ -165,7 +169,15 @@ impl StableDiffusion {
                     }
                 }
             }
-            chunked.push(chunk_text(text, opts.dialect, opts.emphasis, &ids, &mut tokenize).chunks);
+            let pieces = pieces_for(text, opts.dialect, opts.emphasis);
+            let mut found = |toks: &[u32], pos: usize| {
+                if self.embeddings.is_empty() {
+                    None
+                } else {
+                    self.embeddings.find_at(toks, pos, warnings)
+                }
+            };
+            chunked.push(chunk_pieces(&pieces, &ids, &mut tokenize, &mut found).chunks);
         }
         {
             let mut refs: Vec<&mut Vec<Chunk>> = chunked.iter_mut().collect();

@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod conditioning;
+pub mod embeddings;
 pub mod error;
 pub mod generation;
 pub mod guidance;

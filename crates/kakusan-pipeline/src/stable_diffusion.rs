@@ -9,7 +9,7 @@ use kakusan_models::clip::{ClipTextConfig, ClipTextModel, Tokenizer};
 use kakusan_models::unet::{SampleSize, UNet2DConditionModel, UNetConfig};
 use kakusan_models::vae::{AutoencoderKL, VaeConfig};
 use kakusan_models::weights::{
-    Component, ModelSource, OpenOptions, Prediction as WeightsPrediction,
+    Component, EmbeddingLibrary, ModelSource, OpenOptions, Prediction as WeightsPrediction,
 };
 use kakusan_sampling::{Prediction, SchedulerConfig};
 
@@ -26,6 +26,9 @@ pub struct LoadOptions {
     /// For a single file whose sizes cannot all be read from the weights (head counts,
     /// norm groups of a non-standard model): a diffusers folder whose configs to use.
     pub config_from: Option<PathBuf>,
+    /// The textual-inversion embeddings folder; `None`: `embeddings/` next to the model
+    /// (a missing folder means no embeddings).
+    pub embeddings_dir: Option<PathBuf>,
 }
 
 impl Default for LoadOptions {
@@ -35,6 +38,7 @@ impl Default for LoadOptions {
             dtype: DTypeChoice::F32,
             prediction: None,
             config_from: None,
+            embeddings_dir: None,
         }
     }
 }
@@ -42,6 +46,14 @@ impl Default for LoadOptions {
 /// The CLIP vocabulary every single-file checkpoint needs (single files carry no tokenizer).
 pub fn bundled_tokenizer_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/tokenizer")
+}
+
+/// Where embeddings are looked for when no folder is given: `embeddings/` beside the model
+/// (the model file's or folder's parent).
+pub fn default_embeddings_dir(model: &Path) -> PathBuf {
+    model
+        .parent()
+        .map_or_else(|| PathBuf::from("embeddings"), |p| p.join("embeddings"))
 }
 
 /// The model used when none is given: the built-in model when it exists.
@@ -71,6 +83,8 @@ pub struct StableDiffusion {
     pub(crate) name: String,
     pub(crate) hash: String,
     pub(crate) footprint: ModelFootprint,
+    /// Textual-inversion embeddings usable in prompts, with their names' token ids.
+    pub(crate) embeddings: crate::embeddings::PromptEmbeddings,
 }
 
 impl StableDiffusion {
@@ -158,6 +172,12 @@ impl StableDiffusion {
             vae_scale: vae_scale(&vae_config) as u64,
         };
         let hash = source.model_hash()?;
+        let embeddings_dir = opts
+            .embeddings_dir
+            .clone()
+            .unwrap_or_else(|| default_embeddings_dir(path));
+        let library = EmbeddingLibrary::load_dir(&embeddings_dir, text_config.hidden_size)?;
+        let embeddings = crate::embeddings::PromptEmbeddings::new(library, &tokenizer);
         Ok(Self {
             tokenizer,
             text_model,
@@ -173,7 +193,18 @@ impl StableDiffusion {
             name: source.name().to_string(),
             hash,
             footprint,
+            embeddings,
         })
+    }
+
+    /// Replaces the textual-inversion embeddings prompts can use.
+    pub fn set_embeddings(&mut self, library: EmbeddingLibrary) {
+        self.embeddings = crate::embeddings::PromptEmbeddings::new(library, &self.tokenizer);
+    }
+
+    /// The textual-inversion embeddings prompts can use.
+    pub fn embeddings(&self) -> &EmbeddingLibrary {
+        self.embeddings.library()
     }
 
     /// The model's native picture size (its UNet sample size times the VAE's scale).
