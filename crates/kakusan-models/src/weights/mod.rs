@@ -14,6 +14,9 @@
 //! - [`textual_inversion`]: `.safetensors` textual-inversion embeddings (an `embeddings/`
 //!   folder), pickle embeddings refused.
 //!
+//! - [`lora`]: kohya/A1111 and diffusers/PEFT LoRA files, merged into a copy of a component's
+//!   weights as they load.
+//!
 //! Models never see file formats: they ask a `VarBuilder` for diffusers names.
 
 pub mod backend;
@@ -23,6 +26,7 @@ pub mod detect;
 pub mod error;
 pub mod hash;
 pub mod hash_cache;
+pub mod lora;
 pub mod model_source;
 pub mod names;
 pub mod store;
@@ -34,6 +38,7 @@ pub use detect::{
     TextEncoderKind, UNetDetected, VaeDetected,
 };
 pub use error::{Result, WeightsError};
+pub use lora::{LoraBackend, LoraFile, LoraTarget};
 pub use model_source::{Component, ModelSource, OpenOptions, SourceFormat};
 pub use names::{KeyNaming, Source, Transform, UNetLayout};
 pub use store::SafetensorsStore;
