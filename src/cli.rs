@@ -182,6 +182,10 @@ pub struct ModelArgs {
     /// [default: `embeddings/` next to the model].
     #[arg(long)]
     pub embeddings: Option<std::path::PathBuf>,
+    /// Folder of LoRA `.safetensors` files, used in prompts as `<lora:name:weight>`
+    /// [default: `loras/` next to the model].
+    #[arg(long)]
+    pub lora_dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -18,8 +18,10 @@
 //! Textual-inversion embeddings (`crate::embeddings`) take their names' places in the chunks
 //! and are put into the text encoder's input.
 //!
-//! Not yet: LoRA (`<lora:...>` is taken out of the text and reported, not applied), hires
-//! schedules, second-order samplers' doubled step count.
+//! `<lora:...>` calls are taken out of the text here and applied by `StableDiffusion::generate`
+//! (`crate::lora`) before the conditioning is encoded.
+//!
+//! Not yet: hires schedules, second-order samplers' doubled step count.
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -65,7 +67,7 @@ pub struct Conditioning {
     /// The `AND` parts: weight and schedule. All tensors (these and `uncond`) have the same
     /// sequence length.
     pub parts: Vec<(f64, TensorSchedule)>,
-    /// `<lora:...>` calls found in the prompt (not applied yet).
+    /// `<lora:...>` calls found in the prompt (`generate` applies them).
     pub loras: Vec<LoraCall>,
     /// What was noticed while reading the prompts.
     pub warnings: Vec<String>,
@@ -246,17 +248,6 @@ impl StableDiffusion {
         let sched_opts = ScheduleOptions::new(u32::try_from(steps).unwrap_or(u32::MAX));
         let (text, extra) = extract_extra_networks(prompt);
         warnings.extend(extra.problems.iter().cloned());
-        if !extra.loras.is_empty() {
-            warnings.push(format!(
-                "LoRA is not supported yet: {} ignored (taken out of the prompt)",
-                extra
-                    .loras
-                    .iter()
-                    .map(|l| format!("<lora:{}>", l.name))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
-        }
         let mut parts = Vec::new();
         for part in and_parts(&text) {
             let schedule = prompt_schedule(&part.text, &sched_opts);

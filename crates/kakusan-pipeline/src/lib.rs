@@ -9,6 +9,7 @@ pub mod error;
 pub mod generation;
 pub mod guidance;
 pub mod job;
+pub mod lora;
 pub mod memory_estimate;
 pub mod sandstorm;
 pub mod save;

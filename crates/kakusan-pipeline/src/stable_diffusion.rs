@@ -29,6 +29,9 @@ pub struct LoadOptions {
     /// The textual-inversion embeddings folder; `None`: `embeddings/` next to the model
     /// (a missing folder means no embeddings).
     pub embeddings_dir: Option<PathBuf>,
+    /// The LoRA folder (`<lora:name:w>` reads `name.safetensors` there); `None`: `loras/`
+    /// next to the model.
+    pub lora_dir: Option<PathBuf>,
 }
 
 impl Default for LoadOptions {
@@ -39,6 +42,7 @@ impl Default for LoadOptions {
             prediction: None,
             config_from: None,
             embeddings_dir: None,
+            lora_dir: None,
         }
     }
 }
@@ -54,6 +58,13 @@ pub fn default_embeddings_dir(model: &Path) -> PathBuf {
     model
         .parent()
         .map_or_else(|| PathBuf::from("embeddings"), |p| p.join("embeddings"))
+}
+
+/// Where LoRA files are looked for when no folder is given: `loras/` beside the model.
+pub fn default_lora_dir(model: &Path) -> PathBuf {
+    model
+        .parent()
+        .map_or_else(|| PathBuf::from("loras"), |p| p.join("loras"))
 }
 
 /// The model used when none is given: the built-in model when it exists.
@@ -85,6 +96,9 @@ pub struct StableDiffusion {
     pub(crate) footprint: ModelFootprint,
     /// Textual-inversion embeddings usable in prompts, with their names' token ids.
     pub(crate) embeddings: crate::embeddings::PromptEmbeddings,
+    /// What LoRAs need: the base weights, the text encoder's config, the folder, the files
+    /// read so far and the set merged into `text_model` and `unet` now.
+    pub(crate) loras: crate::lora::LoraState,
 }
 
 impl StableDiffusion {
@@ -172,12 +186,20 @@ impl StableDiffusion {
             vae_scale: vae_scale(&vae_config) as u64,
         };
         let hash = source.model_hash()?;
+        let name = source.name().to_string();
         let embeddings_dir = opts
             .embeddings_dir
             .clone()
             .unwrap_or_else(|| default_embeddings_dir(path));
         let library = EmbeddingLibrary::load_dir(&embeddings_dir, text_config.hidden_size)?;
         let embeddings = crate::embeddings::PromptEmbeddings::new(library, &tokenizer);
+        let loras = crate::lora::LoraState::new(
+            std::sync::Arc::new(source),
+            text_config,
+            opts.lora_dir
+                .clone()
+                .unwrap_or_else(|| default_lora_dir(path)),
+        );
         Ok(Self {
             tokenizer,
             text_model,
@@ -190,10 +212,11 @@ impl StableDiffusion {
             base_clip_skip: 1,
             device,
             dtype,
-            name: source.name().to_string(),
+            name,
             hash,
             footprint,
             embeddings,
+            loras,
         })
     }
 

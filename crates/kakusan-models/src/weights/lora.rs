@@ -87,6 +87,9 @@ pub enum LoraError {
     Bad { path: String, detail: String },
 }
 
+/// A module's down, up and alpha as they are found.
+type Pieces = (Option<Tensor>, Option<Tensor>, Option<f64>);
+
 /// What a key says: target, module path (with `.`), and which part.
 enum Part {
     Down,
@@ -178,10 +181,7 @@ impl LoraFile {
             return Err(WeightsError::pickle(path, " (a pickled LoRA)").into());
         }
         let store = SafetensorsStore::open(path)?;
-        let mut parts: HashMap<
-            (LoraTarget, String),
-            (Option<Tensor>, Option<Tensor>, Option<f64>),
-        > = HashMap::new();
+        let mut parts: HashMap<(LoraTarget, String), Pieces> = HashMap::new();
         let mut unknown = Vec::new();
         let mut keys: Vec<&str> = store.keys().collect();
         keys.sort_unstable();
