@@ -90,6 +90,19 @@ pub enum LoraError {
 /// A module's down, up and alpha as they are found.
 type Pieces = (Option<Tensor>, Option<Tensor>, Option<f64>);
 
+/// The key a module is matched by: `.` written `_`, and for the text encoder without the
+/// `text_model` level (kohya and transformers 4 have it, transformers 5 does not).
+fn flat_name(target: LoraTarget, module: &str) -> String {
+    let flat = module.replace('.', "_");
+    match target {
+        LoraTarget::TextEncoder => flat
+            .strip_prefix("text_model_")
+            .map(str::to_string)
+            .unwrap_or(flat),
+        LoraTarget::Unet => flat,
+    }
+}
+
 /// What a key says: target, module path (with `.`), and which part.
 enum Part {
     Down,
@@ -191,7 +204,7 @@ impl LoraFile {
                 continue;
             };
             let t = store.load(key, DType::F32, &Device::Cpu)?;
-            let flat = module.replace('.', "_");
+            let flat = flat_name(target, &module);
             let e = parts.entry((target, flat)).or_default();
             match part {
                 Part::Down => e.0 = Some(t),
@@ -242,7 +255,7 @@ impl LoraFile {
     /// The module updating canonical weight `name` (`….weight`) of `target`.
     pub fn module_for(&self, target: LoraTarget, name: &str) -> Option<&LoraModule> {
         let module = name.strip_suffix(".weight")?;
-        self.modules.get(&(target, module.replace('.', "_")))
+        self.modules.get(&(target, flat_name(target, module)))
     }
 }
 
