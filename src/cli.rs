@@ -234,6 +234,12 @@ pub struct GenerateArgs {
     /// A1111's "Clip skip" (1 = last layer).
     #[arg(long, default_value_t = 1)]
     pub clip_skip: usize,
+    /// Prompt syntax: a1111, or novelai ({a} multiplies by 1.05).
+    #[arg(long, default_value = "a1111")]
+    pub dialect: String,
+    /// Emphasis: original (mean-restoring, A1111's default), no-norm, ignore or none.
+    #[arg(long, default_value = "original")]
+    pub emphasis: String,
     #[arg(long, short = 'o', default_value = "outputs")]
     pub output_dir: PathBuf,
     /// Also write the final latents as safetensors.

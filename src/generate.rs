@@ -43,6 +43,14 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         init_image: args.init_image,
         strength: args.strength,
         clip_skip: args.clip_skip,
+        dialect: kakusan_prompt::Dialect::from_name(&args.dialect)
+            .with_context(|| format!("unknown --dialect {:?} (a1111 or novelai)", args.dialect))?,
+        emphasis: kakusan_prompt::EmphasisMode::from_name(&args.emphasis).with_context(|| {
+            format!(
+                "unknown --emphasis {:?} (original, no-norm, ignore or none)",
+                args.emphasis
+            )
+        })?,
     };
     // Everything that can be checked without the model is checked before loading it.
     job.validate()?;

@@ -97,7 +97,10 @@ impl StableDiffusion {
             &job.negative_prompt,
             job.steps,
             job.clip_skip,
-            &PromptOptions::default(),
+            &PromptOptions {
+                dialect: job.dialect,
+                emphasis: job.emphasis,
+            },
         )?;
 
         let schedule = build_schedule_with(
