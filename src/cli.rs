@@ -70,6 +70,10 @@ pub struct PromptExplainArgs {
     /// original (mean-restoring), no-norm, ignore or none (brackets are text).
     #[arg(long, default_value = "original")]
     pub emphasis: String,
+    /// Textual-inversion embeddings folder whose names are shown as `<embedding:name>` slots
+    /// [default: `embeddings/` next to --model, when given].
+    #[arg(long)]
+    pub embeddings: Option<PathBuf>,
     /// The model whose tokenizer to use (a diffusers folder, a single file, or a tokenizer
     /// folder); default: the built-in model's, else the bundled CLIP vocabulary.
     #[arg(long, short = 'm')]

@@ -49,7 +49,7 @@ pub enum EmbeddingError {
         path: PathBuf,
         key: String,
         shape: Vec<usize>,
-        width: usize,
+        width: String,
     },
     #[error("embedding {path}: {source}")]
     Candle {
@@ -79,6 +79,14 @@ pub fn load_embedding(
     path: &Path,
     width: usize,
 ) -> std::result::Result<TextualInversion, EmbeddingError> {
+    load_embedding_with(path, Some(width))
+}
+
+/// Loads one embedding file; `width` `None` accepts any `[n, w]` tensor.
+fn load_embedding_with(
+    path: &Path,
+    width: Option<usize>,
+) -> std::result::Result<TextualInversion, EmbeddingError> {
     if has_pickle_extension(path) {
         return Err(WeightsError::pickle(path, " (a pickled textual-inversion embedding)").into());
     }
@@ -96,11 +104,13 @@ pub fn load_embedding(
         path: path.to_path_buf(),
         key: key.clone(),
         shape: shape.clone(),
-        width,
+        width: width.map_or_else(|| "width".to_string(), |w| w.to_string()),
     };
-    let n = match shape.as_slice() {
-        [w] if *w == width => 1,
-        [n, w] if *w == width && *n > 0 => *n,
+    let (n, width) = match (shape.as_slice(), width) {
+        ([w], Some(want)) if *w == want => (1, *w),
+        ([n, w], Some(want)) if *w == want && *n > 0 => (*n, *w),
+        ([w], None) if *w > 0 => (1, *w),
+        ([n, w], None) if *w > 0 && *n > 0 => (*n, *w),
         _ => return Err(bad()),
     };
     let vectors = store
@@ -135,6 +145,16 @@ impl EmbeddingLibrary {
     /// pickle files and unusable files are recorded in `refused`. A missing folder is an empty
     /// library.
     pub fn load_dir(dir: &Path, width: usize) -> Result<Self> {
+        Self::load_dir_with(dir, Some(width))
+    }
+
+    /// [`Self::load_dir`] without a width check (to list names and vector counts, e.g. for
+    /// `prompt explain` with only a tokenizer at hand).
+    pub fn load_dir_any_width(dir: &Path) -> Result<Self> {
+        Self::load_dir_with(dir, None)
+    }
+
+    fn load_dir_with(dir: &Path, width: Option<usize>) -> Result<Self> {
         let mut lib = EmbeddingLibrary::default();
         let entries = match std::fs::read_dir(dir) {
             Ok(e) => e,
@@ -165,7 +185,7 @@ impl EmbeddingLibrary {
             if name.is_empty() {
                 continue;
             }
-            match load_embedding(&path, width) {
+            match load_embedding_with(&path, width) {
                 Ok(emb) => {
                     lib.refused.remove(&name);
                     lib.embeddings.insert(name, emb);
@@ -250,6 +270,9 @@ mod tests {
         // The same folder for an SD2-wide encoder: only the 1024-wide one loads.
         let lib = EmbeddingLibrary::load_dir(dir.path(), 1024).unwrap();
         assert_eq!(lib.embeddings.keys().collect::<Vec<_>>(), vec!["sd2"]);
+        // Any width: all four load.
+        let lib = EmbeddingLibrary::load_dir_any_width(dir.path()).unwrap();
+        assert_eq!(lib.embeddings.len(), 4);
         // A missing folder is empty, not an error.
         let lib = EmbeddingLibrary::load_dir(&dir.path().join("nope"), 8).unwrap();
         assert!(lib.is_empty());
