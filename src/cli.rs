@@ -70,6 +70,10 @@ pub struct PromptExplainArgs {
     /// original (mean-restoring), no-norm, ignore or none (brackets are text).
     #[arg(long, default_value = "original")]
     pub emphasis: String,
+    /// Textual-inversion embeddings folder whose names are shown as `<embedding:name>` slots
+    /// [default: `embeddings/` next to --model, when given].
+    #[arg(long)]
+    pub embeddings: Option<PathBuf>,
     /// The model whose tokenizer to use (a diffusers folder, a single file, or a tokenizer
     /// folder); default: the built-in model's, else the bundled CLIP vocabulary.
     #[arg(long, short = 'm')]
@@ -196,6 +200,14 @@ pub struct ModelArgs {
     /// configs (head counts, norm groups, ...) to use with its weights.
     #[arg(long)]
     pub config_from: Option<std::path::PathBuf>,
+    /// Folder of textual-inversion embeddings (`.safetensors`), used in prompts by file name
+    /// [default: `embeddings/` next to the model].
+    #[arg(long)]
+    pub embeddings: Option<std::path::PathBuf>,
+    /// Folder of LoRA `.safetensors` files, used in prompts as `<lora:name:weight>`
+    /// [default: `loras/` next to the model].
+    #[arg(long)]
+    pub lora_dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -244,6 +256,12 @@ pub struct GenerateArgs {
     /// A1111's "Clip skip" (1 = last layer).
     #[arg(long, default_value_t = 1)]
     pub clip_skip: usize,
+    /// Prompt syntax: a1111, or novelai ({a} multiplies by 1.05).
+    #[arg(long, default_value = "a1111")]
+    pub dialect: String,
+    /// Emphasis: original (mean-restoring, A1111's default), no-norm, ignore or none.
+    #[arg(long, default_value = "original")]
+    pub emphasis: String,
     #[arg(long, short = 'o', default_value = "outputs")]
     pub output_dir: PathBuf,
     /// Also write the final latents as safetensors.

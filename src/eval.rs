@@ -28,7 +28,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     if let Some(vae_dir) = &args.reconstruct {
         return reconstruction(&args, vae_dir, &evaluator);
     }
-    let model = load_model(&args.model)?;
+    let mut model = load_model(&args.model)?;
     let (width, height) = model.default_size();
     let cases = held_out_cases(args.count, args.seed)?;
 
@@ -51,6 +51,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
             sampler: args.sampler.clone(),
             ..Job::default()
         };
+        model.prepare_job(&job)?;
         let generation = model.generate(&job, &mut |_| {})?;
         let image = generation
             .images

@@ -43,6 +43,14 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         init_image: args.init_image,
         strength: args.strength,
         clip_skip: args.clip_skip,
+        dialect: kakusan_prompt::Dialect::from_name(&args.dialect)
+            .with_context(|| format!("unknown --dialect {:?} (a1111 or novelai)", args.dialect))?,
+        emphasis: kakusan_prompt::EmphasisMode::from_name(&args.emphasis).with_context(|| {
+            format!(
+                "unknown --emphasis {:?} (original, no-norm, ignore or none)",
+                args.emphasis
+            )
+        })?,
     };
     // Everything that can be checked without the model is checked before loading it.
     job.validate()?;
@@ -75,13 +83,17 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         preview_format(path)?;
     }
 
-    let model = load_model(&args.model)?;
+    let mut model = load_model(&args.model)?;
     let (dw, dh) = model.default_size();
     job.width = args.width.unwrap_or(dw);
     job.height = args.height.unwrap_or(dh);
     job.validate()?;
     // The memory estimate refuses an absurd size or batch before anything large is allocated.
     model.check_job(&job)?;
+    // Merges the prompt's LoRAs into the text encoder and UNet.
+    for w in model.prepare_job(&job)? {
+        eprintln!("warning: {w}");
+    }
     eprintln!("seed: {seed}");
     if cells.len() > 1 {
         let columns = args
@@ -221,6 +233,8 @@ pub fn load_model(args: &ModelArgs) -> anyhow::Result<StableDiffusion> {
         dtype,
         prediction: args.prediction.as_deref().map(str::parse).transpose()?,
         config_from: args.config_from.clone(),
+        embeddings_dir: args.embeddings.clone(),
+        lora_dir: args.lora_dir.clone(),
     };
     let spinner = ProgressBar::new_spinner().with_message(format!("loading {}", path.display()));
     spinner.enable_steady_tick(std::time::Duration::from_millis(120));

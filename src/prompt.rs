@@ -8,7 +8,9 @@ use anyhow::{bail, Context, Result};
 use kakusan_models::clip::Tokenizer;
 use kakusan_models::weights::{ModelSource, OpenOptions};
 use kakusan_pipeline::stable_diffusion::{bundled_tokenizer_dir, default_model_path};
-use kakusan_prompt::{explain, Dialect, EmphasisMode, ExplainOptions, ScheduleOptions, SpecialIds};
+use kakusan_prompt::{
+    explain_with_embeddings, Dialect, EmphasisMode, ExplainOptions, ScheduleOptions, SpecialIds,
+};
 
 use crate::cli::{PromptCommand, PromptExplainArgs};
 
@@ -82,14 +84,28 @@ fn run_explain(args: PromptExplainArgs) -> Result<()> {
         dialect,
         emphasis,
     };
-    let explained = explain(
+    let emb_dir = args.embeddings.clone().or_else(|| {
+        args.model
+            .as_deref()
+            .map(kakusan_pipeline::stable_diffusion::default_embeddings_dir)
+    });
+    let library = match &emb_dir {
+        Some(d) => kakusan_models::weights::EmbeddingLibrary::load_dir_any_width(d)
+            .with_context(|| format!("reading embeddings in {}", d.display()))?,
+        None => Default::default(),
+    };
+    let embeddings = kakusan_pipeline::embeddings::PromptEmbeddings::new(library, &tokenizer);
+    let mut emb_warnings = Vec::new();
+    let mut explained = explain_with_embeddings(
         &args.prompt,
         args.negative.as_deref(),
         &opts,
         &ids,
         &mut |t| tokenizer.encode(t),
         &|id| tokenizer.decode_token(id).map(str::to_string),
+        &mut |toks, pos| embeddings.find_at(toks, pos, &mut emb_warnings),
     );
+    explained.warnings.extend(emb_warnings);
     #[derive(serde::Serialize)]
     struct Out<'a> {
         #[serde(flatten)]

@@ -119,3 +119,33 @@ fn bad_options_are_clean_errors() {
         assert!(!stderr.contains("panicked"));
     }
 }
+
+#[test]
+fn explains_embedding_slots() {
+    let emb = fixtures().join("ti-sd1-tiny").display().to_string();
+    let (ok, stdout, stderr) = explain(&[
+        "a (kksemb:1.2) cat",
+        "--model",
+        &tokenizer(),
+        "--embeddings",
+        &emb,
+    ]);
+    assert!(ok, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let chunk = &v["and"][0]["entries"][0]["chunks"][0];
+    assert_eq!(
+        chunk["tokens"].as_array().unwrap()[..5],
+        [
+            "<|startoftext|>",
+            "a</w>",
+            "<embedding:kksemb>",
+            "<embedding:kksemb>",
+            "cat</w>"
+        ]
+    );
+    assert_eq!(chunk["weights"][3], 1.2);
+    // Without the folder the name is text.
+    let (ok, stdout, _) = explain(&["a kksemb cat", "--model", &tokenizer()]);
+    assert!(ok);
+    assert!(!stdout.contains("<embedding:"));
+}

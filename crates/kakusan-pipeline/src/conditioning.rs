@@ -15,14 +15,21 @@
 //! - at sampling step `i` (0-based count of model calls), each schedule uses its first entry
 //!   with `i <= end_step`.
 //!
-//! Not yet: LoRA (`<lora:...>` is taken out of the text and reported, not applied), textual
-//! inversion embeddings, hires schedules, second-order samplers' doubled step count.
+//! Textual-inversion embeddings (`crate::embeddings`) take their names' places in the chunks
+//! and are put into the text encoder's input.
+//!
+//! `<lora:...>` calls are taken out of the text here and applied by `StableDiffusion::generate`
+//! (`crate::lora`) before the conditioning is encoded.
+//!
+//! Not yet: hires schedules, second-order samplers' doubled step count.
 
 use std::cell::Cell;
 use std::collections::HashMap;
 
 use candle_core::{DType, Tensor};
-use kakusan_prompt::chunks::{chunk_text, equalize_chunk_counts, Chunk, EmphasisMode, SpecialIds};
+use kakusan_prompt::chunks::{
+    chunk_pieces, equalize_chunk_counts, pieces_for, Chunk, EmphasisMode, SpecialIds,
+};
 use kakusan_prompt::{
     and_parts, apply_emphasis, extract_extra_networks, prompt_schedule, Dialect, LoraCall,
     ScheduleOptions,
@@ -60,7 +67,7 @@ pub struct Conditioning {
     /// The `AND` parts: weight and schedule. All tensors (these and `uncond`) have the same
     /// sequence length.
     pub parts: Vec<(f64, TensorSchedule)>,
-    /// `<lora:...>` calls found in the prompt (not applied yet).
+    /// `<lora:...>` calls found in the prompt (`generate` applies them).
     pub loras: Vec<LoraCall>,
     /// What was noticed while reading the prompts.
     pub warnings: Vec<String>,
@@ -129,9 +136,8 @@ impl StableDiffusion {
         let ids = Tensor::from_vec(rows, (chunks.len(), 77), &self.device)?;
         let skip = clip_skip + self.base_clip_skip - 1;
         let emb = self
-            .text_model
-            .forward(&ids, skip)
-            .map_err(|e| crate::PipelineError::Config(format!("text encoder: {e}")))?;
+            .embeddings
+            .encode(&self.text_model, &ids, chunks, skip)?;
         Ok(emb.to_dtype(DType::F32)?)
     }
 
@@ -165,7 +171,15 @@ impl StableDiffusion {
                     }
                 }
             }
-            chunked.push(chunk_text(text, opts.dialect, opts.emphasis, &ids, &mut tokenize).chunks);
+            let pieces = pieces_for(text, opts.dialect, opts.emphasis);
+            let mut found = |toks: &[u32], pos: usize| {
+                if self.embeddings.is_empty() {
+                    None
+                } else {
+                    self.embeddings.find_at(toks, pos, warnings)
+                }
+            };
+            chunked.push(chunk_pieces(&pieces, &ids, &mut tokenize, &mut found).chunks);
         }
         {
             let mut refs: Vec<&mut Vec<Chunk>> = chunked.iter_mut().collect();
@@ -234,17 +248,6 @@ impl StableDiffusion {
         let sched_opts = ScheduleOptions::new(u32::try_from(steps).unwrap_or(u32::MAX));
         let (text, extra) = extract_extra_networks(prompt);
         warnings.extend(extra.problems.iter().cloned());
-        if !extra.loras.is_empty() {
-            warnings.push(format!(
-                "LoRA is not supported yet: {} ignored (taken out of the prompt)",
-                extra
-                    .loras
-                    .iter()
-                    .map(|l| format!("<lora:{}>", l.name))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
-        }
         let mut parts = Vec::new();
         for part in and_parts(&text) {
             let schedule = prompt_schedule(&part.text, &sched_opts);

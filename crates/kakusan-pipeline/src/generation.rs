@@ -69,8 +69,24 @@ impl StableDiffusion {
         Ok(())
     }
 
+    /// Merges the LoRAs `job`'s prompt calls into the networks, unapplying any others (see
+    /// `crate::lora`); returns warnings (LoRAs not found or refused). Call it before
+    /// [`Self::generate`] whenever the prompt may differ from the last prepared one.
+    pub fn prepare_job(&mut self, job: &Job) -> Result<Vec<String>> {
+        let (_, extra) = kakusan_prompt::extract_extra_networks(&job.prompt);
+        let warnings = self.apply_loras(&extra.loras)?;
+        for w in &warnings {
+            tracing::warn!("prompt: {w}");
+        }
+        Ok(warnings)
+    }
+
+    /// Runs `job`. Fails if the LoRAs its prompt calls are not the ones applied by the last
+    /// [`Self::prepare_job`] (a job without LoRAs needs no preparing while none is applied).
     pub fn generate(&self, job: &Job, progress: &mut dyn FnMut(&Progress)) -> Result<Generation> {
         self.check_job(job)?;
+        let (_, extra) = kakusan_prompt::extract_extra_networks(&job.prompt);
+        self.check_loras_prepared(&extra.loras)?;
         let (sampler, implied) = parse_sampler_name(&job.sampler)?;
         let kind = implied.unwrap_or(job.schedule);
         let scale = vae_scale(&self.vae_config);
@@ -81,7 +97,10 @@ impl StableDiffusion {
             &job.negative_prompt,
             job.steps,
             job.clip_skip,
-            &PromptOptions::default(),
+            &PromptOptions {
+                dialect: job.dialect,
+                emphasis: job.emphasis,
+            },
         )?;
 
         let schedule = build_schedule_with(

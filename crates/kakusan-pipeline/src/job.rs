@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use kakusan_prompt::{Dialect, EmphasisMode};
 use kakusan_sampling::{SamplerOptions, ScheduleKind, ScheduleOptions};
 
 use crate::error::{PipelineError, Result};
@@ -38,6 +39,12 @@ pub struct Job {
     pub strength: f64,
     /// A1111's "Clip skip": 1 uses the text encoder's last layer.
     pub clip_skip: usize,
+    /// Which emphasis syntax the prompts are read in (A1111, or NovelAI's `{}`); recorded in
+    /// the PNG metadata as `Prompt dialect` when not A1111.
+    pub dialect: Dialect,
+    /// A1111's "Emphasis" setting; recorded as A1111 does (`Emphasis: No norm`) when not
+    /// `Original`.
+    pub emphasis: EmphasisMode,
 }
 
 impl Default for Job {
@@ -58,6 +65,8 @@ impl Default for Job {
             init_image: None,
             strength: 0.75,
             clip_skip: 1,
+            dialect: Dialect::A1111,
+            emphasis: EmphasisMode::Original,
         }
     }
 }

@@ -4,10 +4,12 @@
 
 pub mod bench;
 pub mod conditioning;
+pub mod embeddings;
 pub mod error;
 pub mod generation;
 pub mod guidance;
 pub mod job;
+pub mod lora;
 pub mod memory_estimate;
 pub mod sandstorm;
 pub mod save;

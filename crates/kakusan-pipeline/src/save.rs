@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use kakusan_core::output::{write_atomically, write_new_output};
 use kakusan_core::png_meta::{encode_png_with_parameters, GenerationParameters};
 
+use kakusan_prompt::{Dialect, EmphasisMode};
+
 use crate::error::{PipelineError, Result};
 use crate::generation::Generation;
 use crate::job::Job;
@@ -61,7 +63,26 @@ pub fn parameters_for(model: &StableDiffusion, job: &Job, i: usize) -> Generatio
     if job.clip_skip != 1 {
         p.clip_skip = Some(clamp_u32(job.clip_skip));
     }
+    push_prompt_options(&mut p, job);
     p
+}
+
+/// The prompt reading settings, when not at A1111's defaults: `Emphasis` (A1111's own key and
+/// values: `No norm`, `Ignore`, `None`) and `Prompt dialect: novelai` (kakusan's; absent means
+/// A1111's syntax).
+pub fn push_prompt_options(p: &mut GenerationParameters, job: &Job) {
+    let mut pairs = Vec::new();
+    if job.emphasis != EmphasisMode::Original {
+        pairs.push(("Emphasis", job.emphasis.name()));
+    }
+    if job.dialect != Dialect::A1111 {
+        pairs.push(("Prompt dialect", job.dialect.name()));
+    }
+    for (key, value) in pairs {
+        if let Err(e) = p.push_extra(key, value) {
+            tracing::warn!("not recorded in the PNG: {e}");
+        }
+    }
 }
 
 /// Writes every image of `generation` into `dir` and returns the paths, in batch order.
@@ -110,4 +131,34 @@ pub fn save_latents(generation: &Generation, path: &Path) -> Result<()> {
 /// Job sizes are checked far below `u32::MAX` (see `Job::validate`); saturate anyway.
 fn clamp_u32(v: usize) -> u32 {
     u32::try_from(v).unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prompt_options_are_recorded_only_when_not_default() {
+        let mut p = GenerationParameters::default();
+        push_prompt_options(&mut p, &Job::default());
+        assert!(p.extra.is_empty());
+        let job = Job {
+            dialect: Dialect::NovelAi,
+            emphasis: EmphasisMode::NoNorm,
+            ..Job::default()
+        };
+        push_prompt_options(&mut p, &job);
+        assert_eq!(
+            p.extra,
+            vec![
+                ("Emphasis".to_string(), "No norm".to_string()),
+                ("Prompt dialect".to_string(), "novelai".to_string())
+            ]
+        );
+        let text = p.to_a1111_string();
+        assert!(
+            text.contains("Emphasis: No norm, Prompt dialect: novelai"),
+            "{text}"
+        );
+    }
 }

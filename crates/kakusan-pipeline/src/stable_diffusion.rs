@@ -9,7 +9,7 @@ use kakusan_models::clip::{ClipTextConfig, ClipTextModel, Tokenizer};
 use kakusan_models::unet::{SampleSize, UNet2DConditionModel, UNetConfig};
 use kakusan_models::vae::{AutoencoderKL, VaeConfig};
 use kakusan_models::weights::{
-    Component, ModelSource, OpenOptions, Prediction as WeightsPrediction,
+    Component, EmbeddingLibrary, ModelSource, OpenOptions, Prediction as WeightsPrediction,
 };
 use kakusan_sampling::{Prediction, SchedulerConfig};
 
@@ -26,6 +26,12 @@ pub struct LoadOptions {
     /// For a single file whose sizes cannot all be read from the weights (head counts,
     /// norm groups of a non-standard model): a diffusers folder whose configs to use.
     pub config_from: Option<PathBuf>,
+    /// The textual-inversion embeddings folder; `None`: `embeddings/` next to the model
+    /// (a missing folder means no embeddings).
+    pub embeddings_dir: Option<PathBuf>,
+    /// The LoRA folder (`<lora:name:w>` reads `name.safetensors` there); `None`: `loras/`
+    /// next to the model.
+    pub lora_dir: Option<PathBuf>,
 }
 
 impl Default for LoadOptions {
@@ -35,6 +41,8 @@ impl Default for LoadOptions {
             dtype: DTypeChoice::F32,
             prediction: None,
             config_from: None,
+            embeddings_dir: None,
+            lora_dir: None,
         }
     }
 }
@@ -42,6 +50,21 @@ impl Default for LoadOptions {
 /// The CLIP vocabulary every single-file checkpoint needs (single files carry no tokenizer).
 pub fn bundled_tokenizer_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/tokenizer")
+}
+
+/// Where embeddings are looked for when no folder is given: `embeddings/` beside the model
+/// (the model file's or folder's parent).
+pub fn default_embeddings_dir(model: &Path) -> PathBuf {
+    model
+        .parent()
+        .map_or_else(|| PathBuf::from("embeddings"), |p| p.join("embeddings"))
+}
+
+/// Where LoRA files are looked for when no folder is given: `loras/` beside the model.
+pub fn default_lora_dir(model: &Path) -> PathBuf {
+    model
+        .parent()
+        .map_or_else(|| PathBuf::from("loras"), |p| p.join("loras"))
 }
 
 /// The model used when none is given: the built-in model when it exists.
@@ -71,6 +94,11 @@ pub struct StableDiffusion {
     pub(crate) name: String,
     pub(crate) hash: String,
     pub(crate) footprint: ModelFootprint,
+    /// Textual-inversion embeddings usable in prompts, with their names' token ids.
+    pub(crate) embeddings: crate::embeddings::PromptEmbeddings,
+    /// What LoRAs need: the base weights, the text encoder's config, the folder, the files
+    /// read so far and the set merged into `text_model` and `unet` now.
+    pub(crate) loras: crate::lora::LoraState,
 }
 
 impl StableDiffusion {
@@ -158,6 +186,20 @@ impl StableDiffusion {
             vae_scale: vae_scale(&vae_config) as u64,
         };
         let hash = source.model_hash()?;
+        let name = source.name().to_string();
+        let embeddings_dir = opts
+            .embeddings_dir
+            .clone()
+            .unwrap_or_else(|| default_embeddings_dir(path));
+        let library = EmbeddingLibrary::load_dir(&embeddings_dir, text_config.hidden_size)?;
+        let embeddings = crate::embeddings::PromptEmbeddings::new(library, &tokenizer);
+        let loras = crate::lora::LoraState::new(
+            std::sync::Arc::new(source),
+            text_config,
+            opts.lora_dir
+                .clone()
+                .unwrap_or_else(|| default_lora_dir(path)),
+        );
         Ok(Self {
             tokenizer,
             text_model,
@@ -170,10 +212,22 @@ impl StableDiffusion {
             base_clip_skip: 1,
             device,
             dtype,
-            name: source.name().to_string(),
+            name,
             hash,
             footprint,
+            embeddings,
+            loras,
         })
+    }
+
+    /// Replaces the textual-inversion embeddings prompts can use.
+    pub fn set_embeddings(&mut self, library: EmbeddingLibrary) {
+        self.embeddings = crate::embeddings::PromptEmbeddings::new(library, &self.tokenizer);
+    }
+
+    /// The textual-inversion embeddings prompts can use.
+    pub fn embeddings(&self) -> &EmbeddingLibrary {
+        self.embeddings.library()
     }
 
     /// The model's native picture size (its UNet sample size times the VAE's scale).

@@ -90,6 +90,7 @@ fn job_for(run: &Value) -> Job {
         init_image: run["init_image"].as_str().map(|name| fixtures().join(name)),
         strength: run["strength"].as_f64().unwrap_or(1.0),
         clip_skip: 1,
+        ..Job::default()
     }
 }
 
@@ -201,6 +202,7 @@ fn check_k_diffusion_euler(model_name: &str, model: &StableDiffusion, label: &st
         init_image: None,
         strength: 1.0,
         clip_skip: 1,
+        ..Job::default()
     };
     let generation = model.generate(&job, &mut |_| {}).unwrap();
     let (shape, expected) = reference.f32s("kdiff.run.euler_normal.final_latents");

@@ -10,7 +10,9 @@
 //! length" option, which kakusan always applies).
 
 use crate::attention::Dialect;
-use crate::chunks::{chunk_text, equalize_chunk_counts, Chunk, EmphasisMode, SpecialIds};
+use crate::chunks::{
+    chunk_pieces, equalize_chunk_counts, Chunk, EmbeddingMatch, EmphasisMode, SpecialIds,
+};
 use crate::compose::and_parts;
 use crate::extra::{extract_extra_networks, ExtraNetworks};
 use crate::schedule::{prompt_schedule, ScheduleOptions};
@@ -83,6 +85,7 @@ fn explain_one(
     opts: &ExplainOptions,
     ids: &SpecialIds,
     tokenize: &mut dyn FnMut(&str) -> Vec<u32>,
+    embedding_at: &mut dyn FnMut(&[u32], usize) -> Option<EmbeddingMatch>,
     warnings: &mut Vec<String>,
 ) -> (ExplainedPrompt, Vec<Vec<Chunk>>) {
     let schedule = prompt_schedule(text, &opts.schedule);
@@ -100,7 +103,8 @@ fn explain_one(
             }
             a.pieces
         };
-        let chunked = chunk_text(entry_text, opts.dialect, opts.emphasis, ids, tokenize);
+        let chunk_input = crate::chunks::pieces_for(entry_text, opts.dialect, opts.emphasis);
+        let chunked = chunk_pieces(&chunk_input, ids, tokenize, embedding_at);
         entries.push(ExplainedEntry {
             end_step: *end_step,
             text: entry_text.clone(),
@@ -165,6 +169,29 @@ pub fn explain(
     tokenize: &mut dyn FnMut(&str) -> Vec<u32>,
     token_string: &dyn Fn(u32) -> Option<String>,
 ) -> Explained {
+    explain_with_embeddings(
+        prompt,
+        negative,
+        opts,
+        ids,
+        tokenize,
+        token_string,
+        &mut |_, _| None,
+    )
+}
+
+/// [`explain`] with textual-inversion embeddings: `embedding_at` finds an embedding starting
+/// at a position of a piece's ids (as [`chunk_pieces`]); its slots show as
+/// `<embedding:name>` tokens.
+pub fn explain_with_embeddings(
+    prompt: &str,
+    negative: Option<&str>,
+    opts: &ExplainOptions,
+    ids: &SpecialIds,
+    tokenize: &mut dyn FnMut(&str) -> Vec<u32>,
+    token_string: &dyn Fn(u32) -> Option<String>,
+    embedding_at: &mut dyn FnMut(&[u32], usize) -> Option<EmbeddingMatch>,
+) -> Explained {
     let mut warnings = Vec::new();
     let (text, extra) = extract_extra_networks(prompt);
     if !crate::schedule::parses(&text) && text.contains(['[', '|']) {
@@ -177,11 +204,20 @@ pub fn explain(
     let mut parts = Vec::new();
     let mut lists = Vec::new();
     for part in and_parts(&text) {
-        let (p, l) = explain_one(&part.text, part.weight, opts, ids, tokenize, &mut warnings);
+        let (p, l) = explain_one(
+            &part.text,
+            part.weight,
+            opts,
+            ids,
+            tokenize,
+            embedding_at,
+            &mut warnings,
+        );
         parts.push(p);
         lists.push(l);
     }
-    let mut neg = negative.map(|n| explain_one(n, 1.0, opts, ids, tokenize, &mut warnings));
+    let mut neg =
+        negative.map(|n| explain_one(n, 1.0, opts, ids, tokenize, embedding_at, &mut warnings));
     // Positive and negative to the same chunk count (every AND part's entries against the
     // negative's).
     if let Some((_, neg_lists)) = neg.as_mut() {

@@ -27,6 +27,6 @@ pub use chunks::{
     SpecialIds,
 };
 pub use compose::{and_parts, AndPart};
-pub use explain::{explain, ExplainOptions, Explained};
+pub use explain::{explain, explain_with_embeddings, ExplainOptions, Explained};
 pub use extra::{extract_extra_networks, ExtraNetworkCall, ExtraNetworks, LoraCall};
 pub use schedule::{prompt_schedule, text_at, ScheduleEntry, ScheduleOptions};

@@ -27,8 +27,17 @@ impl ClipTextEmbeddings {
     /// `ids`: [batch, seq] integer ids (seq within the position table, checked by the
     /// caller) → [batch, seq, hidden].
     pub(crate) fn forward(&self, ids: &Tensor) -> Result<Tensor> {
-        let seq = ids.dim(1)?;
-        let tokens = self.token_embedding.forward(ids)?;
+        self.add_positions(&self.token_embedding.forward(ids)?)
+    }
+
+    /// The token embeddings alone: [batch, seq] ids → [batch, seq, hidden].
+    pub(crate) fn tokens(&self, ids: &Tensor) -> Result<Tensor> {
+        self.token_embedding.forward(ids)
+    }
+
+    /// Adds the position embeddings to token embeddings [batch, seq, hidden].
+    pub(crate) fn add_positions(&self, tokens: &Tensor) -> Result<Tensor> {
+        let seq = tokens.dim(1)?;
         let positions = self.position_embedding.narrow(0, 0, seq)?.unsqueeze(0)?;
         tokens.broadcast_add(&positions)
     }

@@ -86,9 +86,20 @@ impl ClipTextModel {
         layers: usize,
         keep_all: bool,
     ) -> Result<Vec<Tensor>, TextModelError> {
-        let seq = self.check_ids(ids)?;
-        let mask = causal_mask(seq, ids.device())?;
-        let mut hidden = self.embeddings.forward(ids)?;
+        self.check_ids(ids)?;
+        let hidden = self.embeddings.forward(ids)?;
+        self.run_from(hidden, layers, keep_all)
+    }
+
+    /// Runs the first `layers` layers from the embeddings output `hidden` [batch, seq, width].
+    fn run_from(
+        &self,
+        mut hidden: Tensor,
+        layers: usize,
+        keep_all: bool,
+    ) -> Result<Vec<Tensor>, TextModelError> {
+        let seq = hidden.dim(1)?;
+        let mask = causal_mask(seq, hidden.device())?;
         let mut states = Vec::with_capacity(if keep_all { layers + 1 } else { 1 });
         for layer in &self.layers[..layers] {
             let next = layer.forward(&hidden, &mask)?;
@@ -115,6 +126,48 @@ impl ClipTextModel {
             });
         }
         let states = self.run(ids, num_layers + 1 - clip_skip, false)?;
+        let last = states.last().ok_or(TextModelError::ClipSkipOutOfRange {
+            clip_skip,
+            num_layers,
+        })?;
+        Ok(self.final_layer_norm.forward(last)?)
+    }
+
+    /// The token embeddings of `ids` ([batch, seq] → [batch, seq, hidden], before position
+    /// embeddings): what textual inversion edits before [`Self::forward_token_embeddings`].
+    pub fn token_embeddings(&self, ids: &Tensor) -> Result<Tensor, TextModelError> {
+        self.check_ids(ids)?;
+        Ok(self.embeddings.tokens(ids)?)
+    }
+
+    /// [`Self::forward`] from token embeddings [batch, seq, hidden] instead of ids (position
+    /// embeddings are added here): `forward_token_embeddings(token_embeddings(ids))` equals
+    /// `forward(ids)`.
+    pub fn forward_token_embeddings(
+        &self,
+        tokens: &Tensor,
+        clip_skip: usize,
+    ) -> Result<Tensor, TextModelError> {
+        let num_layers = self.layers.len();
+        if clip_skip == 0 || clip_skip > num_layers {
+            return Err(TextModelError::ClipSkipOutOfRange {
+                clip_skip,
+                num_layers,
+            });
+        }
+        let dims = tokens.dims().to_vec();
+        let [_, seq, width] = dims.as_slice() else {
+            return Err(TextModelError::BadInputShape(dims));
+        };
+        if *width != self.config.hidden_size || *seq == 0 {
+            return Err(TextModelError::BadInputShape(dims));
+        }
+        let max = self.config.max_position_embeddings;
+        if *seq > max {
+            return Err(TextModelError::SequenceTooLong { len: *seq, max });
+        }
+        let hidden = self.embeddings.add_positions(tokens)?;
+        let states = self.run_from(hidden, num_layers + 1 - clip_skip, false)?;
         let last = states.last().ok_or(TextModelError::ClipSkipOutOfRange {
             clip_skip,
             num_layers,
@@ -205,6 +258,44 @@ mod tests {
         assert!(matches!(
             model.forward(&out_of_vocab, 1),
             Err(TextModelError::Candle(_))
+        ));
+    }
+
+    #[test]
+    fn token_embeddings_entry_point_equals_ids_and_takes_overrides() {
+        let (model, _map) = tiny();
+        let ids = Tensor::new(&[[1u32, 2, 3, 4]], &Device::Cpu).unwrap();
+        let tok = model.token_embeddings(&ids).unwrap();
+        assert_eq!(tok.dims(), [1, 4, 8]);
+        for skip in 1..=3 {
+            let a = model.forward(&ids, skip).unwrap();
+            let b = model.forward_token_embeddings(&tok, skip).unwrap();
+            let diff = (a - b).unwrap().abs().unwrap().max_all().unwrap();
+            assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0);
+        }
+        // Replacing token 2's vector by token 5's embedding is the same as the id 5.
+        let five = model
+            .token_embeddings(&Tensor::new(&[[5u32]], &Device::Cpu).unwrap())
+            .unwrap();
+        let edited = Tensor::cat(
+            &[
+                tok.narrow(1, 0, 2).unwrap(),
+                five,
+                tok.narrow(1, 3, 1).unwrap(),
+            ],
+            1,
+        )
+        .unwrap();
+        let want = model
+            .forward(&Tensor::new(&[[1u32, 2, 5, 4]], &Device::Cpu).unwrap(), 1)
+            .unwrap();
+        let got = model.forward_token_embeddings(&edited, 1).unwrap();
+        let diff = (got - want).unwrap().abs().unwrap().max_all().unwrap();
+        assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0);
+        let wrong = Tensor::zeros((1, 4, 7), DType::F32, &Device::Cpu).unwrap();
+        assert!(matches!(
+            model.forward_token_embeddings(&wrong, 1),
+            Err(TextModelError::BadInputShape(_))
         ));
     }
 

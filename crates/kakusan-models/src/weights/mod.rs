@@ -11,6 +11,12 @@
 //! - [`model_source`]: a model as the user names it (folder or single file): configs,
 //!   `VarBuilder`s per component, tokenizer folder, name and A1111 model hash.
 //!
+//! - [`textual_inversion`]: `.safetensors` textual-inversion embeddings (an `embeddings/`
+//!   folder), pickle embeddings refused.
+//!
+//! - [`lora`]: kohya/A1111 and diffusers/PEFT LoRA files, merged into a copy of a component's
+//!   weights as they load.
+//!
 //! Models never see file formats: they ask a `VarBuilder` for diffusers names.
 
 pub mod backend;
@@ -20,9 +26,11 @@ pub mod detect;
 pub mod error;
 pub mod hash;
 pub mod hash_cache;
+pub mod lora;
 pub mod model_source;
 pub mod names;
 pub mod store;
+pub mod textual_inversion;
 
 pub use backend::MappedBackend;
 pub use detect::{
@@ -30,6 +38,8 @@ pub use detect::{
     TextEncoderKind, UNetDetected, VaeDetected,
 };
 pub use error::{Result, WeightsError};
+pub use lora::{LoraBackend, LoraFile, LoraTarget};
 pub use model_source::{Component, ModelSource, OpenOptions, SourceFormat};
 pub use names::{KeyNaming, Source, Transform, UNetLayout};
 pub use store::SafetensorsStore;
+pub use textual_inversion::{EmbeddingLibrary, TextualInversion};
