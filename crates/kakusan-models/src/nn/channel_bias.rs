@@ -9,6 +9,7 @@
 //! Inference (nothing tracks gradients), other devices and other dtypes keep
 //! `broadcast_add`; the forward values are identical either way.
 
+use super::cpu_f32::contiguous_f32;
 use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor};
 
 /// `x + bias`, where `bias` (`[C]`) lines up with axis `dim` of `x` (`x.dim(dim) == C`).
@@ -44,16 +45,6 @@ fn split_at_axis(dims: &[usize], dim: usize) -> Result<(usize, usize, usize)> {
     Ok((outer, dims[dim], inner))
 }
 
-fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
-    let CpuStorage::F32(data) = s else {
-        bail!("channel bias: only f32 is supported")
-    };
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&data[a..b]),
-        None => bail!("channel bias: the input must be contiguous"),
-    }
-}
-
 /// The forward op: `x` and `bias`, both contiguous f32.
 struct ChannelBias {
     dim: usize,
@@ -71,8 +62,8 @@ impl CustomOp2 for ChannelBias {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let x = contiguous_f32(s1, l1)?;
-        let bias = contiguous_f32(s2, l2)?;
+        let x = contiguous_f32(s1, l1, "channel bias: input")?;
+        let bias = contiguous_f32(s2, l2, "channel bias: bias")?;
         let (_, channels, inner) = split_at_axis(l1.dims(), self.dim)?;
         if bias.len() != channels || inner == 0 {
             return Ok((CpuStorage::F32(x.to_vec()), l1.shape().clone()));
@@ -110,7 +101,7 @@ impl CustomOp1 for SumPerChannel {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let g = contiguous_f32(s, l)?;
+        let g = contiguous_f32(s, l, "channel bias: gradient")?;
         let (_, channels, inner) = split_at_axis(l.dims(), self.dim)?;
         // f64 totals: a bias gradient sums up to B*H*W terms.
         let mut totals = vec![0f64; channels];

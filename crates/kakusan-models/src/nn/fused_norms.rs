@@ -5,6 +5,7 @@
 //! through candle's op-by-op autograd of the f64 formula. They are used for contiguous f32
 //! CPU tensors; everything else (GPU, half precision) takes the tensor-op path.
 
+use super::cpu_f32::contiguous_f32;
 use candle_core::{bail, CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
 
 /// The contiguous f32 values of a CPU tensor (a copy).
@@ -69,17 +70,6 @@ pub(crate) fn fused_applies(tensors: &[&Tensor]) -> bool {
         .all(|t| t.device().is_cpu() && t.dtype() == DType::F32 && t.is_contiguous())
 }
 
-/// Contiguous f32 slice of a CPU storage.
-fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    let CpuStorage::F32(data) = s else {
-        bail!("fused norm: {what} must be f32")
-    };
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&data[a..b]),
-        None => bail!("fused norm: {what} must be contiguous"),
-    }
-}
-
 /// Mean and `1 / sqrt(var + eps)` of a slice, accumulated in f64 in two passes.
 fn moments(values: &[f32], eps: f64) -> (f64, f64) {
     let n = values.len().max(1) as f64;
@@ -115,9 +105,9 @@ impl CustomOp3 for FusedGroupNorm {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let x = f32_slice(s1, l1, "input")?;
-        let weight = f32_slice(s2, l2, "weight")?;
-        let bias = f32_slice(s3, l3, "bias")?;
+        let x = contiguous_f32(s1, l1, "fused norm: input")?;
+        let weight = contiguous_f32(s2, l2, "fused norm: weight")?;
+        let bias = contiguous_f32(s3, l3, "fused norm: bias")?;
         let dims = l1.dims();
         if dims.len() < 2 {
             bail!("fused group norm: input rank {} < 2", dims.len());
@@ -216,9 +206,9 @@ impl CustomOp3 for FusedLayerNorm {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let x = f32_slice(s1, l1, "input")?;
-        let weight = f32_slice(s2, l2, "weight")?;
-        let bias = f32_slice(s3, l3, "bias")?;
+        let x = contiguous_f32(s1, l1, "fused norm: input")?;
+        let weight = contiguous_f32(s2, l2, "fused norm: weight")?;
+        let bias = contiguous_f32(s3, l3, "fused norm: bias")?;
         let dim = weight.len();
         if dim == 0 || bias.len() != dim || l1.dims().last() != Some(&dim) {
             bail!(

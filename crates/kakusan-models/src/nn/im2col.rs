@@ -11,6 +11,7 @@
 //! `weight @ cols` product: the weight is never broadcast over the batch, whose gradient
 //! would be a slow strided sum in candle.
 
+use super::cpu_f32::contiguous_f32;
 use candle_core::{bail, CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -78,16 +79,6 @@ impl Patches {
     }
 }
 
-fn f32_data<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
-    let CpuStorage::F32(data) = s else {
-        bail!("im2col: only f32 is supported")
-    };
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&data[a..b]),
-        None => bail!("im2col: the input must be contiguous"),
-    }
-}
-
 /// `[B, C, H, W]` -> `[C*k*k, B*Ho*Wo]`.
 pub struct Im2Col(pub Patches);
 
@@ -101,7 +92,7 @@ impl CustomOp1 for Im2Col {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let p = self.0;
-        let x = f32_data(s, l)?;
+        let x = contiguous_f32(s, l, "im2col: input")?;
         let dims = l.dims();
         if dims.len() != 4 || dims[1] != p.channels || dims[2] != p.height || dims[3] != p.width {
             bail!("im2col: input {dims:?} does not match {p:?}");
@@ -139,7 +130,7 @@ impl CustomOp1 for Col2Im {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let p = self.0;
-        let cols_data = f32_data(s, l)?;
+        let cols_data = contiguous_f32(s, l, "col2im: input")?;
         let dims = l.dims();
         let (rows, cols) = (p.rows(), p.cols());
         if dims.len() != 2 || dims[0] != rows || cols == 0 || !dims[1].is_multiple_of(cols) {

@@ -9,6 +9,7 @@ mod activation;
 mod attention;
 mod channel_bias;
 mod conv;
+mod cpu_f32;
 mod downsample;
 mod feed_forward;
 mod fused_norms;

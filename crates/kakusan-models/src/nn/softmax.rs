@@ -11,6 +11,7 @@
 //! - anything else tracked (other devices, half precision) uses candle's composite
 //!   `softmax`, whose backward candle derives.
 
+use super::cpu_f32::contiguous_f32;
 use candle_core::{
     bail, CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor, D,
 };
@@ -24,16 +25,6 @@ pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
         return x.contiguous()?.apply_op1(SoftmaxLastDim);
     }
     candle_nn::ops::softmax(x, D::Minus1)
-}
-
-fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
-    let CpuStorage::F32(data) = s else {
-        bail!("softmax: only f32 is supported")
-    };
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&data[a..b]),
-        None => bail!("softmax: the input must be contiguous"),
-    }
 }
 
 fn last_dim(l: &Layout) -> Result<usize> {
@@ -52,7 +43,7 @@ impl CustomOp1 for SoftmaxLastDim {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let x = contiguous_f32(s, l)?;
+        let x = contiguous_f32(s, l, "softmax: input")?;
         let n = last_dim(l)?;
         let mut out = vec![0f32; x.len()];
         for (row, o) in x.chunks(n).zip(out.chunks_mut(n)) {
@@ -91,8 +82,8 @@ impl CustomOp2 for SoftmaxGrad {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let p = contiguous_f32(s1, l1)?;
-        let g = contiguous_f32(s2, l2)?;
+        let p = contiguous_f32(s1, l1, "softmax grad: probabilities")?;
+        let g = contiguous_f32(s2, l2, "softmax grad: gradient")?;
         if l1.dims() != l2.dims() {
             bail!("softmax grad: {:?} vs {:?}", l1.dims(), l2.dims());
         }
