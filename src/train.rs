@@ -108,8 +108,9 @@ fn train_vae(args: &TrainArgs) -> anyhow::Result<()> {
     let mut weights = task.all_vars().snapshot();
     weights.extend(trainer.ema_weights().clone());
     let keep_scale = match (&args.init, config.task.decoder_only) {
-        (Some(init), true) => Some(read_json(&init.join("config.json"))?)
-            .and_then(|c| c.get("scaling_factor").and_then(|v| v.as_f64())),
+        (Some(init), true) => read_json(&init.join("config.json"))?
+            .get("scaling_factor")
+            .and_then(|v| v.as_f64()),
         _ => None,
     };
     let scale =
