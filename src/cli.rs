@@ -39,6 +39,34 @@ pub enum Command {
     Prompt(PromptCommand),
     /// List the samplers and schedules, one line each.
     Samplers,
+    /// The prompt laboratory: Taguchi parameter design of prompts, measured by the evaluator.
+    #[command(subcommand)]
+    Lab(LabCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LabCommand {
+    /// Draw and measure every picture of an experiment file (resumable: a killed run
+    /// continues and never draws a picture twice), then analyse it: SN ratios, response
+    /// tables, effect plots, ANOVA, predicted optimum, report.html.
+    Run(LabArgs),
+    /// Draw the predicted optimum over the same noise conditions and set its observed SN
+    /// ratio against the prediction (run `lab run` first).
+    Confirm(LabArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LabArgs {
+    /// The experiment file (TOML; see examples/lab/).
+    pub experiment: PathBuf,
+    /// The run folder [default: lab/<experiment file name>].
+    #[arg(long, short = 'o')]
+    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// The evaluator folder (default: the shipped models/kakusan-eval).
+    #[arg(long)]
+    pub evaluator: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -107,6 +135,10 @@ pub struct EvalArgs {
     /// one-object pictures.
     #[arg(long)]
     pub reconstruct: Option<PathBuf>,
+    /// Exit with an error when one-object adherence misses kakusan-mini's targets
+    /// (colour 90 %, shape/digit 85 %, position 85 %, background 90 %).
+    #[arg(long)]
+    pub check_targets: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -13,7 +13,7 @@ use crate::cli::EvalArgs;
 use crate::generate::load_model;
 
 /// The shipped evaluator.
-fn default_evaluator() -> PathBuf {
+pub(crate) fn default_evaluator() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/kakusan-eval")
 }
 
@@ -95,8 +95,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         args.sampler,
         args.cfg
     );
-    print!("{adherence}");
-    write_grid(&grid, &args.grid)
+    report(&adherence, &grid, &args)
 }
 
 /// How well the evaluator reads a VAE's reconstructions of held-out one-object pictures:
@@ -140,8 +139,7 @@ fn reconstruction(
         l1 / args.count as f64,
         args.count
     );
-    print!("{adherence}");
-    write_grid(&grid, &args.grid)
+    report(&adherence, &grid, args)
 }
 
 fn write_grid(grid: &[Sample], path: &std::path::Path) -> anyhow::Result<()> {
@@ -149,4 +147,31 @@ fn write_grid(grid: &[Sample], path: &std::path::Path) -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", path.display()))?;
     println!("{}", path.display());
     Ok(())
+}
+
+/// Prints the adherence table and writes the grid; with `--check-targets`, fails when a
+/// target is missed.
+fn report(adherence: &Adherence, grid: &[Sample], args: &EvalArgs) -> anyhow::Result<()> {
+    print!("{adherence}");
+    write_grid(grid, &args.grid)?;
+    if !args.check_targets {
+        return Ok(());
+    }
+    let missed = adherence.missed_targets();
+    if missed.is_empty() {
+        println!("every adherence target met");
+        return Ok(());
+    }
+    let list: Vec<String> = missed
+        .iter()
+        .map(|(a, share, target)| {
+            format!(
+                "{} {:.1} % < {:.0} %",
+                a.name(),
+                100.0 * share,
+                100.0 * target
+            )
+        })
+        .collect();
+    anyhow::bail!("adherence below target: {}", list.join(", "))
 }

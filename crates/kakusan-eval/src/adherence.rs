@@ -128,6 +128,30 @@ impl Adherence {
     }
 }
 
+/// The adherence kakusan-mini must reach on one-object held-out prompts with default
+/// settings (glyph = shape or digit); size has no target.
+pub const TARGETS: [(Attribute, f64); 4] = [
+    (Attribute::Colour, 0.90),
+    (Attribute::Glyph, 0.85),
+    (Attribute::Position, 0.85),
+    (Attribute::Background, 0.90),
+];
+
+impl Adherence {
+    /// The targets of [`TARGETS`] that the one-object pictures missed, as
+    /// (attribute, share reached, target). Empty when every target is met; every target
+    /// when no one-object picture was recorded.
+    pub fn missed_targets(&self) -> Vec<(Attribute, f64, f64)> {
+        TARGETS
+            .iter()
+            .filter_map(|&(a, target)| {
+                let share = self.single.share(a);
+                (self.single.total == 0 || share < target).then_some((a, share, target))
+            })
+            .collect()
+    }
+}
+
 impl fmt::Display for Adherence {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
@@ -217,6 +241,16 @@ mod tests {
         assert_eq!(adh.single.total, 2);
         assert_eq!(adh.single.share(Attribute::Glyph), 1.0);
         assert_eq!(adh.single.share(Attribute::Colour), 0.5);
+        // Colour at 50 % misses its target; glyph, position and background at 100 % do not.
+        let missed = adh.missed_targets();
+        assert_eq!(missed.len(), 1);
+        assert_eq!(missed[0].0, Attribute::Colour);
+        assert_eq!(missed[0].1, 0.5);
+        assert_eq!(
+            Adherence::default().missed_targets().len(),
+            TARGETS.len(),
+            "nothing recorded meets no target"
+        );
         let text = adh.to_string();
         assert!(text.contains("50.0 %"), "{text}");
     }

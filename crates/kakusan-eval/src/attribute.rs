@@ -53,6 +53,32 @@ impl Attribute {
     pub fn index(self) -> usize {
         self as usize
     }
+
+    /// The head called `name` (as [`Attribute::name`] spells it).
+    pub fn from_name(name: &str) -> Option<Attribute> {
+        Attribute::ALL.into_iter().find(|a| a.name() == name)
+    }
+
+    /// The class names of this head in label order: shape words and numerals for the
+    /// glyph, colour words, position and size names as kakusan-data spells them.
+    pub fn class_names(self) -> Vec<&'static str> {
+        match self {
+            Attribute::Glyph => Glyph::ALL.iter().map(|g| g.name()).collect(),
+            Attribute::Colour | Attribute::Background => {
+                Colour::ALL.iter().map(|c| c.name()).collect()
+            }
+            Attribute::Position => Position::ALL.iter().map(|p| p.name()).collect(),
+            Attribute::Size => Size::ALL.iter().map(|s| s.name()).collect(),
+        }
+    }
+
+    /// The label of the class called `name` (case-insensitive), if this head has one.
+    pub fn class_index(self, name: &str) -> Option<usize> {
+        let name = name.trim();
+        self.class_names()
+            .iter()
+            .position(|n| n.eq_ignore_ascii_case(name))
+    }
 }
 
 impl std::fmt::Display for Attribute {
@@ -74,4 +100,31 @@ pub fn labels(object: &ObjectSpec, background: Colour) -> Labels {
         object.size.index(),
     ]
     .map(|i| i as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_class_labels_round_trip() {
+        for a in Attribute::ALL {
+            assert_eq!(Attribute::from_name(a.name()), Some(a));
+            let names = a.class_names();
+            assert_eq!(names.len(), a.classes());
+            for (i, n) in names.iter().enumerate() {
+                assert_eq!(a.class_index(n), Some(i), "{a} {n}");
+            }
+        }
+        assert_eq!(
+            Attribute::Glyph.class_index("5"),
+            Some(Glyph::ALL.len() - 5)
+        );
+        assert_eq!(
+            Attribute::Colour.class_index("RED"),
+            Attribute::Colour.class_index("red")
+        );
+        assert_eq!(Attribute::Colour.class_index("mauve"), None);
+        assert_eq!(Attribute::from_name("shape"), None);
+    }
 }

@@ -221,8 +221,34 @@ impl Evaluator {
     /// Reads one object per picture (the only or most prominent one). Pictures of another
     /// size than the classifier's are resized first (A1111's "Just resize").
     pub fn classify(&self, images: &[RgbImage]) -> Result<Vec<Prediction>> {
+        predict(&self.model, &self.fitted(images), &self.device)
+    }
+
+    /// The class probabilities of every head for one object per picture (as
+    /// [`Evaluator::classify`] reads it): `[picture][attribute index][class]`, each row
+    /// summing to 1.
+    pub fn probabilities(&self, images: &[RgbImage]) -> Result<Vec<Vec<Vec<f32>>>> {
+        let fitted = self.fitted(images);
+        let mut out = Vec::with_capacity(images.len());
+        for chunk in fitted.chunks(CHUNK) {
+            let x = kakusan_core::image_io::images_to_tensor(chunk)?.to_device(&self.device)?;
+            let logits = self.model.forward(&x)?;
+            let mut heads = Vec::with_capacity(Attribute::ALL.len());
+            for attribute in Attribute::ALL {
+                let l = logits.get(attribute).to_dtype(DType::F32)?;
+                heads.push(candle_nn::ops::softmax_last_dim(&l)?.to_vec2::<f32>()?);
+            }
+            for i in 0..chunk.len() {
+                out.push(heads.iter().map(|h| h[i].clone()).collect());
+            }
+        }
+        Ok(out)
+    }
+
+    /// The pictures at the classifier's size.
+    fn fitted(&self, images: &[RgbImage]) -> Vec<RgbImage> {
         let side = self.model.config().image_size as u32;
-        let fitted: Vec<RgbImage> = images
+        images
             .iter()
             .map(|img| {
                 if img.dimensions() == (side, side) {
@@ -231,8 +257,7 @@ impl Evaluator {
                     kakusan_core::image_io::resize_just(img, side, side)
                 }
             })
-            .collect();
-        predict(&self.model, &fitted, &self.device)
+            .collect()
     }
 
     /// Reads both objects of two-object pictures whose objects should stand in
@@ -250,18 +275,11 @@ impl Evaluator {
                 right: relations.len(),
             });
         }
-        let side = self.model.config().image_size as u32;
-        let views: Vec<RgbImage> = images
+        let views: Vec<RgbImage> = self
+            .fitted(images)
             .iter()
             .zip(relations)
-            .flat_map(|(img, &relation)| {
-                let fitted = if img.dimensions() == (side, side) {
-                    img.clone()
-                } else {
-                    kakusan_core::image_io::resize_just(img, side, side)
-                };
-                object_views(&fitted, relation)
-            })
+            .flat_map(|(img, &relation)| object_views(img, relation))
             .collect();
         let predictions = predict(&self.model, &views, &self.device)?;
         Ok(predictions.chunks_exact(2).map(|p| [p[0], p[1]]).collect())

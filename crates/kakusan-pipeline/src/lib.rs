@@ -19,5 +19,5 @@ pub use error::{PipelineError, Result};
 pub use generation::{check_sampler, Generation, Progress};
 pub use job::Job;
 pub use kakusan_sampling::{SamplerOptions, ScheduleKind, ScheduleOptions};
-pub use save::{save_images, save_latents};
+pub use save::{save_image_to, save_images, save_latents};
 pub use stable_diffusion::{default_model_path, LoadOptions, StableDiffusion};

@@ -107,6 +107,28 @@ pub fn save_images(
     Ok(paths)
 }
 
+/// Writes image `i` of `generation` to `path` (PNG with its A1111 parameters), atomically:
+/// for callers that name their files themselves (the prompt lab).
+pub fn save_image_to(
+    model: &StableDiffusion,
+    job: &Job,
+    generation: &Generation,
+    i: usize,
+    path: &Path,
+) -> Result<()> {
+    let fail = |reason: String| PipelineError::Output {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let image = generation
+        .images
+        .get(i)
+        .ok_or_else(|| fail(format!("the generation has no image {i}")))?;
+    let text = parameters_for(model, job, i).to_a1111_string();
+    let bytes = encode_png_with_parameters(image, &text).map_err(|e| fail(e.to_string()))?;
+    write_atomically(path, &bytes).map_err(|e| fail(e.to_string()))
+}
+
 /// Writes the final latents (`[B, C, h, w]`, f32, before the VAE scaling) as safetensors
 /// under the key `latents`, atomically.
 pub fn save_latents(generation: &Generation, path: &Path) -> Result<()> {
