@@ -9,6 +9,7 @@ mod dataset;
 mod eval;
 mod generate;
 mod info;
+mod lab;
 mod prompt;
 mod threads;
 mod train;
@@ -37,6 +38,7 @@ fn main() -> std::process::ExitCode {
         cli::Command::Dataset(cmd) => dataset::run(cmd),
         cli::Command::Eval(args) => eval::run(args),
         cli::Command::Prompt(cmd) => prompt::run(cmd),
+        cli::Command::Lab(cmd) => lab::run(cmd),
         cli::Command::Samplers => {
             print!("{}", kakusan_sampling::names::listing());
             Ok(())

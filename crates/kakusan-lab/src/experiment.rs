@@ -579,76 +579,96 @@ impl Experiment {
     /// Every image of the experiment, inner row by inner row, each over the outer array.
     pub fn runs(&self) -> Result<Vec<RunSpec>, ExperimentError> {
         let (oa, cols) = self.design()?;
-        let pieces = parse_template(&self.template)?;
-        let outer = self.outer();
-        let mut out = Vec::with_capacity(oa.runs() * outer.len());
+        let mut out = Vec::with_capacity(oa.runs() * self.outer().len());
         for (row, r) in oa.rows.iter().enumerate() {
             let levels: Vec<usize> = cols
                 .iter()
                 .zip(&self.factors)
                 .map(|(&c, f)| dummy_level(r[c], f.levels.len()))
                 .collect();
-            let mut base = RunSpec {
-                row,
-                noise: 0,
-                levels: levels.clone(),
-                prompt: String::new(),
-                negative: self.settings.negative.clone(),
-                sampler: self.settings.sampler.clone(),
-                schedule: self.settings.schedule.clone(),
-                steps: self.settings.steps,
-                cfg: self.settings.cfg,
-                width: self.settings.width,
-                height: self.settings.height,
-                seed: 0,
-            };
-            let mut slot_text: BTreeMap<&str, String> = BTreeMap::new();
-            for (f, &l) in self.factors.iter().zip(&levels) {
-                let v = &f.levels[l];
-                let text = level_text(v).unwrap_or_default();
-                if let Some(slot) = &f.slot {
-                    slot_text.insert(slot, text);
-                } else if let Some(s) = f.setting {
-                    match s {
-                        Setting::Sampler => base.sampler = text,
-                        Setting::Schedule => base.schedule = Some(text),
-                        Setting::Negative => base.negative = text,
-                        Setting::Steps => base.steps = v.as_integer().unwrap_or(0) as usize,
-                        Setting::Cfg => {
-                            base.cfg = v
-                                .as_float()
-                                .or(v.as_integer().map(|i| i as f64))
-                                .unwrap_or(0.0)
-                        }
-                        Setting::Size => {
-                            if let Some((w, h)) = parse_size(&text) {
-                                base.width = w;
-                                base.height = h;
-                            }
+            out.extend(self.runs_at(row, &levels)?);
+        }
+        Ok(out)
+    }
+
+    /// The images of one combination of factor levels (0-based, one per factor) over the
+    /// outer array, labelled as inner row `row`: an array row, or the optimum of a
+    /// confirmation run.
+    pub fn runs_at(&self, row: usize, levels: &[usize]) -> Result<Vec<RunSpec>, ExperimentError> {
+        if levels.len() != self.factors.len()
+            || levels
+                .iter()
+                .zip(&self.factors)
+                .any(|(&l, f)| l >= f.levels.len())
+        {
+            return Err(ExperimentError::BadSetting(format!(
+                "levels {levels:?} do not fit the {} factors",
+                self.factors.len()
+            )));
+        }
+        let pieces = parse_template(&self.template)?;
+        let outer = self.outer();
+        let mut out = Vec::with_capacity(outer.len());
+        let mut base = RunSpec {
+            row,
+            noise: 0,
+            levels: levels.to_vec(),
+            prompt: String::new(),
+            negative: self.settings.negative.clone(),
+            sampler: self.settings.sampler.clone(),
+            schedule: self.settings.schedule.clone(),
+            steps: self.settings.steps,
+            cfg: self.settings.cfg,
+            width: self.settings.width,
+            height: self.settings.height,
+            seed: 0,
+        };
+        let mut slot_text: BTreeMap<&str, String> = BTreeMap::new();
+        for (f, &l) in self.factors.iter().zip(levels) {
+            let v = &f.levels[l];
+            let text = level_text(v).unwrap_or_default();
+            if let Some(slot) = &f.slot {
+                slot_text.insert(slot, text);
+            } else if let Some(s) = f.setting {
+                match s {
+                    Setting::Sampler => base.sampler = text,
+                    Setting::Schedule => base.schedule = Some(text),
+                    Setting::Negative => base.negative = text,
+                    Setting::Steps => base.steps = v.as_integer().unwrap_or(0) as usize,
+                    Setting::Cfg => {
+                        base.cfg = v
+                            .as_float()
+                            .or(v.as_integer().map(|i| i as f64))
+                            .unwrap_or(0.0)
+                    }
+                    Setting::Size => {
+                        if let Some((w, h)) = parse_size(&text) {
+                            base.width = w;
+                            base.height = h;
                         }
                     }
                 }
             }
-            base.prompt = pieces
-                .iter()
-                .map(|p| match p {
-                    Piece::Text(t) => t.as_str(),
-                    Piece::Slot(s) => slot_text.get(s.as_str()).map_or("", |t| t.as_str()),
-                })
-                .collect();
-            for (i, n) in outer.iter().enumerate() {
-                let mut run = base.clone();
-                run.noise = i;
-                run.seed = n.seed;
-                if let Some(s) = &n.sampler {
-                    run.sampler = s.clone();
-                }
-                if let Some((w, h)) = n.size {
-                    run.width = w;
-                    run.height = h;
-                }
-                out.push(run);
+        }
+        base.prompt = pieces
+            .iter()
+            .map(|p| match p {
+                Piece::Text(t) => t.as_str(),
+                Piece::Slot(s) => slot_text.get(s.as_str()).map_or("", |t| t.as_str()),
+            })
+            .collect();
+        for (i, n) in outer.iter().enumerate() {
+            let mut run = base.clone();
+            run.noise = i;
+            run.seed = n.seed;
+            if let Some(s) = &n.sampler {
+                run.sampler = s.clone();
             }
+            if let Some((w, h)) = n.size {
+                run.width = w;
+                run.height = h;
+            }
+            out.push(run);
         }
         Ok(out)
     }

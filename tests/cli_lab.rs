@@ -1,0 +1,159 @@
+//! `kakusan lab run|confirm` end to end on the SD1-shaped fixture model (its pictures are
+//! noise, which is all the machinery needs): every picture drawn and measured once, the
+//! analysis and report written, a killed run resumed without drawing anything again, the
+//! confirmation run, and a run folder that refuses another experiment.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const EXPERIMENT: &str = r#"
+name = "test: three two-level factors on L4"
+template = "a {colour} {glyph} on a blue background"
+
+[settings]
+steps = 3
+width = 64
+height = 64
+
+[[factor]]
+name = "colour wording"
+slot = "colour"
+levels = ["red", "(red:1.3)"]
+
+[[factor]]
+name = "digit wording"
+slot = "glyph"
+levels = ["5", "five"]
+
+[[factor]]
+name = "CFG scale"
+setting = "cfg"
+levels = [4.0, 7.0]
+
+[noise]
+seeds = [1, 2]
+
+[response]
+measure = "probability"
+target = { glyph = "5", colour = "red", background = "blue" }
+sn = "larger-the-better"
+"#;
+
+fn model() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sd1-tiny")
+}
+
+fn lab(command: &str, experiment: &Path, out: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kakusan"))
+        .args(["lab", command])
+        .arg(experiment)
+        .arg("--out")
+        .arg(out)
+        .arg("--model")
+        .arg(model())
+        .output()
+        .unwrap()
+}
+
+fn ok(out: &Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+fn modified(path: &Path) -> std::time::SystemTime {
+    std::fs::metadata(path).unwrap().modified().unwrap()
+}
+
+#[test]
+fn runs_resumes_without_redrawing_and_confirms() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exp = tmp.path().join("exp.toml");
+    std::fs::write(&exp, EXPERIMENT).unwrap();
+    let out = tmp.path().join("run");
+
+    let first = ok(&lab("run", &exp, &out));
+    assert!(first.contains("4 rows x 2 noise conditions"), "{first}");
+    assert!(first.contains("ANOVA of the SN ratio"), "{first}");
+    let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 4 * 2, "{csv}");
+    let images: Vec<PathBuf> = (1..=4)
+        .flat_map(|r| (1..=2).map(move |n| format!("images/r{r:02}-n{n:02}.png")))
+        .map(|f| out.join(f))
+        .collect();
+    assert!(images.iter().all(|p| p.is_file()));
+    // Every picture carries its generation parameters.
+    let info = Command::new(env!("CARGO_BIN_EXE_kakusan"))
+        .arg("info")
+        .arg(&images[0])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&info.stdout).contains("Seed: 1"));
+    for f in ["report.html", "effects-sn.png", "effects-mean.png"] {
+        assert!(out.join(f).is_file(), "{f}");
+    }
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    for part in [
+        "ANOVA",
+        "SN ratio response table",
+        "images/r04-n02.png",
+        "Not confirmed yet",
+    ] {
+        assert!(html.contains(part), "report.html lacks {part}");
+    }
+
+    // A run killed after drawing but before measuring: its last records are gone, the
+    // pictures are still there. The rerun measures them from the files and draws nothing.
+    let times: Vec<_> = images.iter().map(|p| modified(p)).collect();
+    let kept: Vec<&str> = csv.lines().take(1 + 5).collect();
+    std::fs::write(out.join("results.csv"), kept.join("\n") + "\n").unwrap();
+    std::fs::remove_file(out.join("report.html")).unwrap();
+    let again = lab("run", &exp, &out);
+    let stderr = String::from_utf8_lossy(&again.stderr).into_owned();
+    ok(&again);
+    assert!(stderr.contains("5 already measured"), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(out.join("results.csv")).unwrap(),
+        csv,
+        "the same responses again"
+    );
+    let after: Vec<_> = images.iter().map(|p| modified(p)).collect();
+    assert_eq!(times, after, "no picture was drawn again");
+    assert!(out.join("report.html").is_file());
+
+    // The confirmation run draws the optimum over both seeds and reports it.
+    let confirm = ok(&lab("confirm", &exp, &out));
+    assert!(confirm.contains("confirmation: observed SN"), "{confirm}");
+    assert!(out.join("images/c01-n01.png").is_file());
+    assert!(out.join("images/c01-n02.png").is_file());
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("Confirmation run at the optimum"));
+
+    // The folder belongs to this experiment.
+    let other = tmp.path().join("other.toml");
+    std::fs::write(&other, EXPERIMENT.replace("[1, 2]", "[3, 4]")).unwrap();
+    let refused = lab("run", &other, &out);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("different experiment"), "{stderr}");
+}
+
+#[test]
+fn a_target_class_the_evaluator_does_not_know_is_a_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exp = tmp.path().join("exp.toml");
+    std::fs::write(
+        &exp,
+        EXPERIMENT.replace("colour = \"red\"", "colour = \"mauve\""),
+    )
+    .unwrap();
+    let out = lab("run", &exp, &tmp.path().join("run"));
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("\"mauve\" is not a class"), "{stderr}");
+    assert!(stderr.contains("red"), "lists the classes: {stderr}");
+}
