@@ -26,6 +26,11 @@ pub struct DiffusionTaskConfig {
     pub caption_dropout: f64,
     /// Seed of timesteps, noise and caption dropout (the data has its own seed).
     pub seed: u64,
+    /// "Offset noise": this much of one more Gaussian per picture and latent channel,
+    /// constant over the picture, is added to the noise (0: none). The mean of a small
+    /// latent is otherwise hardly hidden by the noise even at the last timestep, and the
+    /// model learns to keep the mean colour of its starting noise instead of the prompt's.
+    pub offset_noise: f64,
 }
 
 impl Default for DiffusionTaskConfig {
@@ -34,6 +39,7 @@ impl Default for DiffusionTaskConfig {
             batch_size: 32,
             caption_dropout: 0.1,
             seed: 0,
+            offset_noise: 0.0,
         }
     }
 }
@@ -158,7 +164,16 @@ impl TrainTask for DiffusionTask {
         };
         let a = per(&|ac| ac.sqrt())?;
         let s = per(&|ac| (1.0 - ac).sqrt())?;
-        let eps = Tensor::from_vec(gen.randn(&shape), shape.as_slice(), &self.device)?;
+        let mut eps = Tensor::from_vec(gen.randn(&shape), shape.as_slice(), &self.device)?;
+        if self.config.offset_noise > 0.0 {
+            let per_channel = (shape[0], shape[1], 1, 1);
+            let offset = Tensor::from_vec(
+                gen.randn(&[shape[0], shape[1], 1, 1]),
+                per_channel,
+                &self.device,
+            )?;
+            eps = eps.broadcast_add(&(offset * self.config.offset_noise)?)?;
+        }
         let noisy = (z.broadcast_mul(&a)? + eps.broadcast_mul(&s)?)?;
         let timesteps = Tensor::from_vec(
             t.iter().map(|&i| i as f32).collect::<Vec<f32>>(),
@@ -214,6 +229,7 @@ mod tests {
             batch_size: 2,
             caption_dropout: 0.0,
             seed: 3,
+            offset_noise: 0.1,
         };
         let mut task = DiffusionTask::new(
             &text,
