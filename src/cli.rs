@@ -53,6 +53,44 @@ pub enum LabCommand {
     /// Draw the predicted optimum over the same noise conditions and set its observed SN
     /// ratio against the prediction (run `lab run` first).
     Confirm(LabArgs),
+    /// T-method unit spaces: reference pictures that are "as intended", read by the
+    /// evaluator.
+    #[command(subcommand)]
+    Unitspace(UnitspaceCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UnitspaceCommand {
+    /// Build a unit space from a folder of reference pictures (PNG, JPEG, WebP, BMP) and
+    /// write it as JSON.
+    Build(UnitspaceBuildArgs),
+    /// Score pictures against a unit space: sensitivity Y1 = beta, noise Y2, SN ratio and
+    /// Mahalanobis distance D, one line each.
+    Score(UnitspaceScoreArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UnitspaceBuildArgs {
+    /// The folder of reference pictures (at least 3).
+    pub folder: PathBuf,
+    /// Where to write the unit space.
+    #[arg(long, short = 'o', default_value = "unitspace.json")]
+    pub out: PathBuf,
+    /// The evaluator folder (default: the shipped models/kakusan-eval).
+    #[arg(long)]
+    pub evaluator: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct UnitspaceScoreArgs {
+    /// A unit space written by `lab unitspace build`.
+    pub unitspace: PathBuf,
+    /// Pictures, or folders of pictures, to score.
+    #[arg(required = true)]
+    pub pictures: Vec<PathBuf>,
+    /// The evaluator folder (default: the shipped models/kakusan-eval).
+    #[arg(long)]
+    pub evaluator: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

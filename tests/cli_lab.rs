@@ -1,7 +1,8 @@
 //! `kakusan lab run|confirm` end to end on the SD1-shaped fixture model (its pictures are
 //! noise, which is all the machinery needs): every picture drawn and measured once, the
 //! analysis and report written, a killed run resumed without drawing anything again, the
-//! confirmation run, and a run folder that refuses another experiment.
+//! confirmation run, a run folder that refuses another experiment, and a T-method unit space
+//! built from the pictures and scored against.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -132,6 +133,52 @@ fn runs_resumes_without_redrawing_and_confirms() {
     assert!(out.join("images/c01-n02.png").is_file());
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(html.contains("Confirmation run at the optimum"));
+
+    // A T-method unit space from the run's pictures, and the scores of two of them.
+    let space = tmp.path().join("space.json");
+    let built = Command::new(env!("CARGO_BIN_EXE_kakusan"))
+        .args(["lab", "unitspace", "build"])
+        .arg(out.join("images"))
+        .arg("--out")
+        .arg(&space)
+        .output()
+        .unwrap();
+    let built = ok(&built);
+    assert!(
+        built.contains("unit space of 10 pictures, 48 features"),
+        "{built}"
+    );
+    let scored = Command::new(env!("CARGO_BIN_EXE_kakusan"))
+        .args(["lab", "unitspace", "score"])
+        .arg(&space)
+        .arg(&images[0])
+        .arg(&images[1])
+        .output()
+        .unwrap();
+    let scored = ok(&scored);
+    let lines: Vec<&str> = scored.lines().collect();
+    assert_eq!(lines.len(), 3, "{scored}");
+    for line in &lines[1..] {
+        let cols: Vec<&str> = line.split('\t').collect();
+        assert_eq!(cols.len(), 5, "{line}");
+        let d: f64 = cols[4].parse().unwrap();
+        assert!(d.is_finite() && d >= 0.0, "{line}");
+    }
+    let few = tmp.path().join("few");
+    std::fs::create_dir(&few).unwrap();
+    for (i, image) in images.iter().take(2).enumerate() {
+        std::fs::copy(image, few.join(format!("{i}.png"))).unwrap();
+    }
+    let refused = Command::new(env!("CARGO_BIN_EXE_kakusan"))
+        .args(["lab", "unitspace", "build"])
+        .arg(&few)
+        .arg("--out")
+        .arg(tmp.path().join("few.json"))
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("at least 3 reference pictures"), "{stderr}");
 
     // The folder belongs to this experiment.
     let other = tmp.path().join("other.toml");

@@ -1,11 +1,12 @@
 //! `kakusan lab`: prompt engineering as a designed experiment (Taguchi's parameter design)
 //! on top of the normal pipeline and the evaluator. `run` draws and measures every picture of
 //! an experiment file (resumable), analyses it and writes `report.html`; `confirm` draws the
-//! predicted optimum and checks the prediction. The mathematics is in the kakusan-lab crate.
+//! predicted optimum and checks the prediction; `unitspace build|score` are the T-method's
+//! reference sets. The mathematics is in the kakusan-lab crate.
 //!
 //! Modules: [`scorer`] (picture → response), [`results`] (`results.csv`), [`run`] (drawing
 //! and measuring), [`analysis`] (SN ratios, effects, ANOVA, optimum), [`confirm`],
-//! [`effect_plot`] (PNG), [`report`] (HTML).
+//! [`effect_plot`] (PNG), [`report`] (HTML), [`unit_space`].
 
 mod analysis;
 mod confirm;
@@ -14,6 +15,7 @@ mod report;
 mod results;
 mod run;
 mod scorer;
+mod unit_space;
 
 use std::path::{Path, PathBuf};
 
@@ -29,7 +31,14 @@ pub fn run(cmd: LabCommand) -> anyhow::Result<()> {
     match cmd {
         LabCommand::Run(args) => run_experiment(&args),
         LabCommand::Confirm(args) => confirm_optimum(&args),
+        LabCommand::Unitspace(cmd) => unit_space::run(cmd),
     }
+}
+
+/// The evaluator of `--evaluator`, or the shipped one.
+fn load_evaluator(dir: Option<&Path>) -> anyhow::Result<Evaluator> {
+    let dir = dir.map_or_else(crate::eval::default_evaluator, Path::to_path_buf);
+    Evaluator::load(&dir).with_context(|| format!("loading the evaluator {}", dir.display()))
 }
 
 /// An experiment loaded with its design, model, instrument and run folder.
@@ -84,12 +93,7 @@ fn open(args: &LabArgs) -> anyhow::Result<Lab> {
     if model_args.model.is_none() {
         model_args.model = experiment.settings.model.as_ref().map(|m| base.join(m));
     }
-    let evaluator_dir = args
-        .evaluator
-        .clone()
-        .unwrap_or_else(crate::eval::default_evaluator);
-    let evaluator = Evaluator::load(&evaluator_dir)
-        .with_context(|| format!("loading the evaluator {}", evaluator_dir.display()))?;
+    let evaluator = load_evaluator(args.evaluator.as_deref())?;
     let scorer = scorer::Scorer::new(&experiment.response, evaluator, &base)?;
     let model = crate::generate::load_model(&model_args)?;
     Ok(Lab {

@@ -59,7 +59,7 @@ fn column_means(rows: &[Vec<f64>], k: usize) -> Vec<f64> {
 /// A Mahalanobis space (MT method): the mean, the population standard deviations and the
 /// inverse correlation matrix of reference samples. D² = zᵀR⁻¹z / k with z the standardised
 /// sample, so D² averages exactly 1 over the references themselves.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct MahalanobisSpace {
     pub mean: Vec<f64>,
     pub sd: Vec<f64>,
@@ -194,7 +194,7 @@ pub struct TScore {
 
 /// A unit space: the feature means m_j of reference samples that are "as intended", and the
 /// Mahalanobis space of their (Y1, Y2).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct UnitSpace {
     pub means: Vec<f64>,
     /// r = Σ m_j².
