@@ -53,10 +53,30 @@ pub enum LabCommand {
     /// Draw the predicted optimum over the same noise conditions and set its observed SN
     /// ratio against the prediction (run `lab run` first).
     Confirm(LabArgs),
+    /// Search the template's factor levels with the response as the reward: Thompson
+    /// sampling against random search and the orthogonal array at the same number of
+    /// pictures; optimize.csv and the reward-per-picture plot optimize.png.
+    Optimize(LabOptimizeArgs),
     /// T-method unit spaces: reference pictures that are "as intended", read by the
     /// evaluator.
     #[command(subcommand)]
     Unitspace(UnitspaceCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct LabOptimizeArgs {
+    #[command(flatten)]
+    pub lab: LabArgs,
+    /// Pictures each strategy may draw [default: the orthogonal array's rows x noise
+    /// conditions].
+    #[arg(long)]
+    pub budget: Option<usize>,
+    /// Repeats of the randomised strategies (each with its own random stream).
+    #[arg(long, default_value_t = 5)]
+    pub repeats: usize,
+    /// How close to the best combination found counts as having found it.
+    #[arg(long, default_value_t = 0.02)]
+    pub tolerance: f64,
 }
 
 #[derive(Debug, Subcommand)]

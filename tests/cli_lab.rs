@@ -204,3 +204,58 @@ fn a_target_class_the_evaluator_does_not_know_is_a_clear_error() {
     assert!(stderr.contains("\"mauve\" is not a class"), "{stderr}");
     assert!(stderr.contains("red"), "lists the classes: {stderr}");
 }
+
+/// `lab optimize`: every strategy valued at its checkpoints, the plot written, and a second
+/// run answered from `draws.csv` without drawing a single picture (the same numbers again).
+#[test]
+fn optimize_compares_strategies_and_never_draws_twice() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exp = tmp.path().join("exp.toml");
+    std::fs::write(&exp, EXPERIMENT).unwrap();
+    let out = tmp.path().join("run");
+    let optimize = || {
+        Command::new(env!("CARGO_BIN_EXE_kakusan"))
+            .args(["lab", "optimize"])
+            .arg(&exp)
+            .arg("--out")
+            .arg(&out)
+            .arg("--model")
+            .arg(model())
+            .args(["--budget", "4", "--repeats", "2"])
+            .output()
+            .unwrap()
+    };
+    let first = ok(&optimize());
+    for strategy in ["orthogonal array", "random search", "thompson sampling"] {
+        assert!(first.contains(strategy), "{first}");
+    }
+    assert!(first.contains("best combination found"), "{first}");
+    let csv = std::fs::read_to_string(out.join("optimize.csv")).unwrap();
+    // Checkpoints at 1, 2, 3 and 4 pictures; the array once, the others twice.
+    assert_eq!(csv.lines().count(), 1 + 4 * (1 + 2 + 2), "{csv}");
+    assert!(out.join("optimize.png").is_file());
+    let draws = std::fs::read_to_string(out.join("draws.csv")).unwrap();
+    let pictures = std::fs::read_dir(out.join("images")).unwrap().count();
+    assert_eq!(draws.lines().count() - 1, pictures);
+
+    let again = optimize();
+    let stderr = String::from_utf8_lossy(&again.stderr).into_owned();
+    let second = ok(&again);
+    assert!(
+        stderr.contains(&format!("{pictures} pictures already drawn")),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_dir(out.join("images")).unwrap().count(),
+        pictures
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("draws.csv")).unwrap(),
+        draws
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("optimize.csv")).unwrap(),
+        csv
+    );
+    assert_eq!(first, second);
+}

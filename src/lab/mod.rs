@@ -1,16 +1,22 @@
 //! `kakusan lab`: prompt engineering as a designed experiment (Taguchi's parameter design)
 //! on top of the normal pipeline and the evaluator. `run` draws and measures every picture of
 //! an experiment file (resumable), analyses it and writes `report.html`; `confirm` draws the
-//! predicted optimum and checks the prediction; `unitspace build|score` are the T-method's
+//! predicted optimum and checks the prediction; `optimize` searches the levels with a bandit
+//! against random search and the array; `unitspace build|score` are the T-method's
 //! reference sets. The mathematics is in the kakusan-lab crate.
 //!
 //! Modules: [`scorer`] (picture → response), [`results`] (`results.csv`), [`run`] (drawing
 //! and measuring), [`analysis`] (SN ratios, effects, ANOVA, optimum), [`confirm`],
-//! [`effect_plot`] (PNG), [`report`] (HTML), [`unit_space`].
+//! [`effect_plot`] (PNG), [`report`] (HTML), [`optimize`] with [`bandit`] (the strategies),
+//! [`draws`] (its picture cache) and [`curve_plot`], [`unit_space`].
 
 mod analysis;
+mod bandit;
 mod confirm;
+mod curve_plot;
+mod draws;
 mod effect_plot;
+mod optimize;
 mod report;
 mod results;
 mod run;
@@ -31,6 +37,7 @@ pub fn run(cmd: LabCommand) -> anyhow::Result<()> {
     match cmd {
         LabCommand::Run(args) => run_experiment(&args),
         LabCommand::Confirm(args) => confirm_optimum(&args),
+        LabCommand::Optimize(args) => optimize::run(&args),
         LabCommand::Unitspace(cmd) => unit_space::run(cmd),
     }
 }

@@ -47,22 +47,7 @@ pub fn draw_and_measure(
         let file = image_file(tag, spec);
         let path = dir.join(&file);
         bar.set_message(format!("row {} seed {}", spec.row + 1, spec.seed));
-        let image = if path.is_file() {
-            // Drawn before a kill, not yet measured.
-            image::open(&path)
-                .with_context(|| format!("reading {}", path.display()))?
-                .to_rgb8()
-        } else {
-            let job = job_for(spec)?;
-            model.prepare_job(&job)?;
-            let generation = model.generate(&job, &mut |_| {})?;
-            kakusan_pipeline::save_image_to(model, &job, &generation, 0, &path)?;
-            generation
-                .images
-                .into_iter()
-                .next()
-                .context("the model returned no picture")?
-        };
+        let image = picture(model, spec, &path)?;
         let response = scorer
             .score(&image)
             .with_context(|| format!("measuring {}", path.display()))?;
@@ -78,6 +63,33 @@ pub fn draw_and_measure(
     }
     bar.finish_and_clear();
     Ok(())
+}
+
+/// The picture of `spec` at `path`: read when it is already there (drawn before a kill, not
+/// yet measured), else drawn and saved there.
+pub fn picture(
+    model: &mut StableDiffusion,
+    spec: &RunSpec,
+    path: &Path,
+) -> anyhow::Result<image::RgbImage> {
+    if path.is_file() {
+        return Ok(image::open(path)
+            .with_context(|| format!("reading {}", path.display()))?
+            .to_rgb8());
+    }
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    let job = job_for(spec)?;
+    model.prepare_job(&job)?;
+    let generation = model.generate(&job, &mut |_| {})?;
+    kakusan_pipeline::save_image_to(model, &job, &generation, 0, path)?;
+    generation
+        .images
+        .into_iter()
+        .next()
+        .context("the model returned no picture")
 }
 
 /// The generation job of one picture (sampler names as `kakusan generate` reads them, e.g.
