@@ -21,7 +21,10 @@
 //! `<lora:...>` calls are taken out of the text here and applied by `StableDiffusion::generate`
 //! (`crate::lora`) before the conditioning is encoded.
 //!
-//! Not yet: hires schedules, second-order samplers' doubled step count.
+//! For A1111's "second_order" samplers the schedule spans twice the steps (see
+//! `Sampler::prompt_schedule_steps`), still indexed by model calls.
+//!
+//! Not yet: hires schedules.
 
 use std::cell::Cell;
 use std::collections::HashMap;

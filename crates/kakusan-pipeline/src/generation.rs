@@ -92,10 +92,12 @@ impl StableDiffusion {
         let scale = vae_scale(&self.vae_config);
         let b = job.batch_size;
         let seeds: Vec<u64> = (0..b).map(|i| job.image_seed(i)).collect();
+        // A1111 spans the prompt schedule over twice the steps for second-order samplers
+        // and advances it per model call.
         let conditioning = self.encode_conditioning(
             &job.prompt,
             &job.negative_prompt,
-            job.steps,
+            sampler.prompt_schedule_steps(job.steps),
             job.clip_skip,
             &PromptOptions {
                 dialect: job.dialect,

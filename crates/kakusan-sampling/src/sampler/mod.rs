@@ -360,6 +360,23 @@ impl Sampler {
         )
     }
 
+    /// The steps A1111 builds the prompt schedule over (`SamplerData.total_steps`): twice
+    /// `steps` for the samplers it marks "second_order" (Heun, DPM2, DPM2 a, DPM++ 2S a,
+    /// DPM++ SDE, Restart), `steps` for the others. Its denoiser counts model calls, not
+    /// steps, so `[cat:dog:10]` at 20 steps of Heun switches after the 10th model call
+    /// (about the 5th step), while fractions keep their meaning.
+    pub fn prompt_schedule_steps(self, steps: usize) -> usize {
+        match self {
+            Self::Heun
+            | Self::Dpm2
+            | Self::Dpm2Ancestral
+            | Self::Dpmpp2sAncestral
+            | Self::DpmppSde
+            | Self::Restart => 2 * steps,
+            _ => steps,
+        }
+    }
+
     /// Model calls for a run of `steps` steps (`None` for DPM adaptive, whose count depends
     /// on the model). Second-order samplers call the model once for their last step.
     pub fn model_calls(self, steps: usize) -> Option<usize> {
@@ -648,6 +665,31 @@ mod tests {
             "dpmpp_2m_sde_gpu".parse::<Sampler>().unwrap(),
             Sampler::Dpmpp2mSde
         );
+    }
+
+    /// A1111's "second_order" list (modules/sd_samplers_kdiffusion.py, 1.7+): the prompt
+    /// schedule spans twice the steps for exactly these.
+    #[test]
+    fn prompt_schedules_of_second_order_samplers_span_twice_the_steps() {
+        let doubled: Vec<&str> = Sampler::ALL
+            .iter()
+            .filter(|s| s.prompt_schedule_steps(20) == 40)
+            .map(|s| s.name())
+            .collect();
+        assert_eq!(
+            doubled,
+            [
+                "Heun",
+                "DPM2",
+                "DPM2 a",
+                "DPM++ 2S a",
+                "DPM++ SDE",
+                "Restart"
+            ]
+        );
+        assert!(Sampler::ALL
+            .iter()
+            .all(|s| matches!(s.prompt_schedule_steps(20), 20 | 40)));
     }
 
     #[test]
