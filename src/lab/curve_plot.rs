@@ -103,7 +103,13 @@ pub fn render(title: &str, x_label: &str, series: &[Series]) -> RgbImage {
     img
 }
 
-fn line(img: &mut RgbImage, (x0, y0): (u32, u32), (x1, y1): (u32, u32), colour: Rgb<u8>) {
+/// A 2-pixel-wide straight line (also the effect plots').
+pub(super) fn line(
+    img: &mut RgbImage,
+    (x0, y0): (u32, u32),
+    (x1, y1): (u32, u32),
+    colour: Rgb<u8>,
+) {
     let steps = x0.abs_diff(x1).max(y0.abs_diff(y1)).max(1);
     for s in 0..=steps {
         let t = f64::from(s) / f64::from(steps);

@@ -5,6 +5,8 @@
 use image::{Rgb, RgbImage};
 use kakusan_data::bitmap_font::{draw_text, wrap};
 
+use super::curve_plot::line;
+
 const PANEL_W: u32 = 170;
 const PANEL_H: u32 = 170;
 const PER_ROW: usize = 4;
@@ -67,6 +69,7 @@ pub fn render(title: &str, names: &[String], level_means: &[Vec<f64>], grand: f6
                 &mut img,
                 (xs[i - 1], y0 + y_of(means[i - 1])),
                 (xs[i], y0 + y_of(means[i])),
+                LINE,
             );
         }
         for (i, (&x, &m)) in xs.iter().zip(means).enumerate() {
@@ -110,21 +113,6 @@ fn dot(img: &mut RgbImage, x: u32, y: u32, colour: Rgb<u8>) {
             let (px, py) = ((x + dx).saturating_sub(2), (y + dy).saturating_sub(2));
             if px < img.width() && py < img.height() {
                 img.put_pixel(px, py, colour);
-            }
-        }
-    }
-}
-
-/// A 2-pixel-wide straight line.
-fn line(img: &mut RgbImage, (x0, y0): (u32, u32), (x1, y1): (u32, u32)) {
-    let steps = x0.abs_diff(x1).max(y0.abs_diff(y1)).max(1);
-    for s in 0..=steps {
-        let t = f64::from(s) / f64::from(steps);
-        let x = (f64::from(x0) + t * (f64::from(x1) - f64::from(x0))).round() as u32;
-        let y = (f64::from(y0) + t * (f64::from(y1) - f64::from(y0))).round() as u32;
-        for (px, py) in [(x, y), (x, y + 1)] {
-            if px < img.width() && py < img.height() {
-                img.put_pixel(px, py, LINE);
             }
         }
     }

@@ -99,6 +99,17 @@ pub fn features(probs: &[Vec<f32>]) -> Vec<f64> {
         .collect()
 }
 
+/// The features of the picture in `path`.
+pub fn features_of_file(evaluator: &Evaluator, path: &Path) -> anyhow::Result<Vec<f64>> {
+    let image = image::open(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .to_rgb8();
+    let probs = evaluator
+        .probabilities(std::slice::from_ref(&image))?
+        .remove(0);
+    Ok(features(&probs))
+}
+
 fn argmax(p: &[f32]) -> usize {
     let mut best = 0;
     for (i, v) in p.iter().enumerate() {
@@ -138,16 +149,10 @@ pub fn build_unit_space(evaluator: &Evaluator, folder: &Path) -> anyhow::Result<
             paths.len()
         );
     }
-    let mut rows = Vec::with_capacity(paths.len());
-    for path in &paths {
-        let image = image::open(path)
-            .with_context(|| format!("reading {}", path.display()))?
-            .to_rgb8();
-        let probs = evaluator
-            .probabilities(std::slice::from_ref(&image))?
-            .remove(0);
-        rows.push(features(&probs));
-    }
+    let rows = paths
+        .iter()
+        .map(|path| features_of_file(evaluator, path))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     UnitSpace::build(&rows)
         .with_context(|| format!("building the unit space of {}", folder.display()))
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use kakusan_lab::UnitSpace;
 
-use super::scorer::{build_unit_space, features, pictures_in};
+use super::scorer::{build_unit_space, features_of_file, pictures_in};
 use crate::cli::{UnitspaceBuildArgs, UnitspaceCommand, UnitspaceScoreArgs};
 
 pub fn run(cmd: UnitspaceCommand) -> anyhow::Result<()> {
@@ -70,13 +70,7 @@ fn score_one(
     space: &UnitSpace,
     path: &Path,
 ) -> anyhow::Result<(kakusan_lab::TScore, f64)> {
-    let image = image::open(path)
-        .with_context(|| format!("reading {}", path.display()))?
-        .to_rgb8();
-    let probs = evaluator
-        .probabilities(std::slice::from_ref(&image))?
-        .remove(0);
-    let x = features(&probs);
+    let x = features_of_file(evaluator, path)?;
     let score = space
         .score(&x)
         .with_context(|| format!("scoring {}", path.display()))?;
