@@ -7,19 +7,11 @@ use std::collections::BTreeMap;
 
 use kakusan_core::rng::TorchCpuGenerator;
 
+use super::argmax;
+
 /// A uniform number in [0, 1).
 fn uniform(gen: &mut TorchCpuGenerator) -> f64 {
     f64::from(gen.next_u32() >> 8) / f64::from(1u32 << 24)
-}
-
-fn argmax(v: &[f64]) -> usize {
-    let mut best = 0;
-    for (i, x) in v.iter().enumerate() {
-        if *x > v[best] {
-            best = i;
-        }
-    }
-    best
 }
 
 /// Thompson sampling with one Gaussian arm per (factor, level): the reward of a combination

@@ -4,6 +4,8 @@
 use image::{Rgb, RgbImage};
 use kakusan_data::bitmap_font::draw_text;
 
+use super::draw::{line, square};
+
 const W: u32 = 640;
 const H: u32 = 360;
 const LEFT: u32 = 50;
@@ -83,15 +85,7 @@ pub fn render(title: &str, x_label: &str, series: &[Series]) -> RgbImage {
             );
         }
         for &(x, y) in &s.points {
-            let (cx, cy) = (px(x), py(y));
-            for d in 0..3u32 {
-                for e in 0..3u32 {
-                    let (a, b) = ((cx + d).saturating_sub(1), (cy + e).saturating_sub(1));
-                    if a < W && b < H {
-                        img.put_pixel(a, b, colour);
-                    }
-                }
-            }
+            square(&mut img, px(x), py(y), 1, colour);
         }
         let ly = TOP + 4 + 12 * i as u32;
         for x in W - RIGHT - 200..W - RIGHT - 184 {
@@ -101,26 +95,6 @@ pub fn render(title: &str, x_label: &str, series: &[Series]) -> RgbImage {
         draw_text(&mut img, W - RIGHT - 178, ly, &s.name, colour);
     }
     img
-}
-
-/// A 2-pixel-wide straight line (also the effect plots').
-pub(super) fn line(
-    img: &mut RgbImage,
-    (x0, y0): (u32, u32),
-    (x1, y1): (u32, u32),
-    colour: Rgb<u8>,
-) {
-    let steps = x0.abs_diff(x1).max(y0.abs_diff(y1)).max(1);
-    for s in 0..=steps {
-        let t = f64::from(s) / f64::from(steps);
-        let x = (f64::from(x0) + t * (f64::from(x1) - f64::from(x0))).round() as u32;
-        let y = (f64::from(y0) + t * (f64::from(y1) - f64::from(y0))).round() as u32;
-        for (a, b) in [(x, y), (x, y + 1)] {
-            if a < img.width() && b < img.height() {
-                img.put_pixel(a, b, colour);
-            }
-        }
-    }
 }
 
 #[cfg(test)]

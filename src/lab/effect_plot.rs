@@ -5,7 +5,8 @@
 use image::{Rgb, RgbImage};
 use kakusan_data::bitmap_font::{draw_text, wrap};
 
-use super::curve_plot::line;
+use super::argmax;
+use super::draw::{line, square};
 
 const PANEL_W: u32 = 170;
 const PANEL_H: u32 = 170;
@@ -60,10 +61,7 @@ pub fn render(title: &str, names: &[String], level_means: &[Vec<f64>], grand: f6
         let xs: Vec<u32> = (0..means.len() as u32)
             .map(|i| x0 + MARGIN_X + 10 + i * step)
             .collect();
-        let best = means
-            .iter()
-            .enumerate()
-            .fold(0, |b, (i, v)| if *v > means[b] { i } else { b });
+        let best = argmax(means);
         for i in 1..means.len() {
             line(
                 &mut img,
@@ -74,7 +72,7 @@ pub fn render(title: &str, names: &[String], level_means: &[Vec<f64>], grand: f6
         }
         for (i, (&x, &m)) in xs.iter().zip(means).enumerate() {
             let colour = if i == best { BEST } else { LINE };
-            dot(&mut img, x, y0 + y_of(m), colour);
+            square(&mut img, x, y0 + y_of(m), 2, colour);
             draw_text(
                 &mut img,
                 x.saturating_sub(2),
@@ -104,17 +102,6 @@ fn short(v: f64) -> String {
         format!("{v:.1}")
     } else {
         format!("{v:.2}")
-    }
-}
-
-fn dot(img: &mut RgbImage, x: u32, y: u32, colour: Rgb<u8>) {
-    for dy in 0..5u32 {
-        for dx in 0..5u32 {
-            let (px, py) = ((x + dx).saturating_sub(2), (y + dy).saturating_sub(2));
-            if px < img.width() && py < img.height() {
-                img.put_pixel(px, py, colour);
-            }
-        }
     }
 }
 

@@ -8,12 +8,14 @@
 //! Modules: [`scorer`] (picture → response), [`results`] (`results.csv`), [`run`] (drawing
 //! and measuring), [`analysis`] (SN ratios, effects, ANOVA, optimum), [`confirm`],
 //! [`effect_plot`] (PNG), [`report`] (HTML), [`optimize`] with [`bandit`] (the strategies),
-//! [`draws`] (its picture cache) and [`curve_plot`], [`unit_space`].
+//! [`draws`] (its picture cache) and [`curve_plot`], [`unit_space`]; [`draw`] holds the
+//! plots' line and dot primitives.
 
 mod analysis;
 mod bandit;
 mod confirm;
 mod curve_plot;
+mod draw;
 mod draws;
 mod effect_plot;
 mod optimize;
@@ -40,6 +42,17 @@ pub fn run(cmd: LabCommand) -> anyhow::Result<()> {
         LabCommand::Optimize(args) => optimize::run(&args),
         LabCommand::Unitspace(cmd) => unit_space::run(cmd),
     }
+}
+
+/// The index of the largest value (the first on ties; 0 for an empty slice).
+fn argmax<T: PartialOrd>(values: &[T]) -> usize {
+    let mut best = 0;
+    for (i, v) in values.iter().enumerate() {
+        if *v > values[best] {
+            best = i;
+        }
+    }
+    best
 }
 
 /// The evaluator of `--evaluator`, or the shipped one.

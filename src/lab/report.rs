@@ -106,10 +106,7 @@ pub fn render(input: &ReportInput) -> String {
         let _ = write!(h, "<th>N{} (seed {seed})</th>", i + 1);
     }
     h.push_str("<th>mean</th><th>SN (dB)</th><th class=\"t\">pictures</th></tr>");
-    let best_row =
-        a.sn.iter()
-            .enumerate()
-            .fold(0, |b, (i, v)| if *v > a.sn[b] { i } else { b });
+    let best_row = super::argmax(&a.sn);
     let specs = e.runs().unwrap_or_default();
     for (row, ys) in a.responses.iter().enumerate() {
         let class = if row == best_row {

@@ -35,8 +35,6 @@ pub fn draw_and_measure(
     if todo.is_empty() {
         return Ok(());
     }
-    std::fs::create_dir_all(dir.join("images"))
-        .with_context(|| format!("creating {}", dir.join("images").display()))?;
     let bar = ProgressBar::new(todo.len() as u64).with_style(
         ProgressStyle::with_template(
             "{spinner} drawing [{bar:30}] {pos}/{len} pictures, eta {eta} {msg}",

@@ -9,6 +9,8 @@ use kakusan_eval::{Attribute, Evaluator};
 use kakusan_lab::experiment::{Measure, Response};
 use kakusan_lab::UnitSpace;
 
+use super::argmax;
+
 /// Turns a picture into the experiment's response value.
 pub struct Scorer {
     evaluator: Evaluator,
@@ -108,16 +110,6 @@ pub fn features_of_file(evaluator: &Evaluator, path: &Path) -> anyhow::Result<Ve
         .probabilities(std::slice::from_ref(&image))?
         .remove(0);
     Ok(features(&probs))
-}
-
-fn argmax(p: &[f32]) -> usize {
-    let mut best = 0;
-    for (i, v) in p.iter().enumerate() {
-        if *v > p[best] {
-            best = i;
-        }
-    }
-    best
 }
 
 /// The pictures (PNG, JPEG, WebP, BMP) directly in `folder`, sorted by name.
