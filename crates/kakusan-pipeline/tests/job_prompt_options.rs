@@ -2,9 +2,10 @@
 //! `(red:1.05)` (the same weights, so the same latents bit for bit), and differs from A1111
 //! reading the braces as text; "No norm" changes a weighted prompt's result.
 
-use std::path::PathBuf;
+mod common;
 
 use candle_core::Tensor;
+use common::{max_abs_diff, sd1_tiny};
 use kakusan_pipeline::{Job, LoadOptions, StableDiffusion};
 use kakusan_prompt::{Dialect, EmphasisMode};
 
@@ -12,23 +13,9 @@ fn latents(model: &StableDiffusion, job: &Job) -> Tensor {
     model.generate(job, &mut |_| {}).unwrap().latents
 }
 
-fn diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar()
-        .unwrap()
-}
-
 #[test]
 fn dialect_and_emphasis_are_used() {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/sd1-tiny");
-    let model = StableDiffusion::load(&path, &LoadOptions::default()).unwrap();
+    let model = StableDiffusion::load(&sd1_tiny(), &LoadOptions::default()).unwrap();
     let job = |prompt: &str, dialect, emphasis| Job {
         prompt: prompt.into(),
         steps: 3,
@@ -51,8 +38,8 @@ fn dialect_and_emphasis_are_used() {
         &model,
         &job("a {red} cat", Dialect::A1111, EmphasisMode::Original),
     );
-    assert_eq!(diff(&nai, &a1111_weighted), 0.0);
-    assert!(diff(&nai, &a1111_text) > 1e-6);
+    assert_eq!(max_abs_diff(&nai, &a1111_weighted), 0.0);
+    assert!(max_abs_diff(&nai, &a1111_text) > 1e-6);
     let no_norm = latents(
         &model,
         &job("a (red:1.5) cat", Dialect::A1111, EmphasisMode::NoNorm),
@@ -61,5 +48,5 @@ fn dialect_and_emphasis_are_used() {
         &model,
         &job("a (red:1.5) cat", Dialect::A1111, EmphasisMode::Original),
     );
-    assert!(diff(&no_norm, &original) > 1e-6);
+    assert!(max_abs_diff(&no_norm, &original) > 1e-6);
 }

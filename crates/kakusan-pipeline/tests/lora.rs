@@ -5,16 +5,16 @@
 //! difference in its conditioning); `generate` refuses a job whose LoRAs were not prepared.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 use kakusan_models::weights::{Component, LoraBackend, LoraFile, LoraTarget, ModelSource};
 use kakusan_pipeline::conditioning::PromptOptions;
 use kakusan_pipeline::{Job, LoadOptions, StableDiffusion};
 
-fn fixture() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/sd1-tiny")
-}
+mod common;
+
+use common::{max_abs, sd1_tiny as fixture};
 
 const TE_MODULE: &str = "text_model_encoder_layers_0_self_attn_q_proj";
 const TE_NAME: &str = "text_model.encoder.layers.0.self_attn.q_proj.weight";
@@ -57,17 +57,6 @@ fn write_kohya(path: &Path, seed: f32, alpha: f32) {
         Tensor::new(alpha, &Device::Cpu).unwrap(),
     );
     candle_core::safetensors::save(&m, path).unwrap();
-}
-
-fn max_abs(t: &Tensor) -> f32 {
-    t.abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar()
-        .unwrap()
 }
 
 #[test]

@@ -10,7 +10,6 @@
 //! and 1.1 (UNet) (lora-sd1-tiny-ref.json), so a wrong scale (alpha/r), a missed module or a
 //! wrong weight is far outside it; the base outputs are checked too.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor};
@@ -18,34 +17,16 @@ use kakusan_models::clip::{ClipTextConfig, ClipTextModel};
 use kakusan_models::unet::{UNet2DConditionModel, UNetConfig};
 use kakusan_models::weights::{Component, LoraBackend, LoraFile, LoraTarget, ModelSource};
 
-const TOL: f32 = 1e-4;
+mod common;
 
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
-}
+use common::{fixtures, max_abs, max_abs_diff};
+
+const TOL: f32 = 1e-4;
 
 fn check(name: &str, got: &Tensor, want: &Tensor) -> f32 {
     assert_eq!(got.dims(), want.dims(), "{name}");
-    let range = want
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
-        .max(1.0);
-    let err = (got - want)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let range = max_abs(want).max(1.0);
+    let err = max_abs_diff(got, want);
     assert!(
         err <= TOL * range,
         "{name}: off by {err:.3e} (range {range:.3})"

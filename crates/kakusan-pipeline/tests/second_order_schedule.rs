@@ -3,28 +3,14 @@
 //! same picture as "red"), but with Heun (9 model calls over a 10-step schedule) the last two
 //! calls see "blue".
 
-use std::path::PathBuf;
+mod common;
 
-use candle_core::Tensor;
+use common::{max_abs_diff, sd1_tiny};
 use kakusan_pipeline::{Job, LoadOptions, StableDiffusion};
-
-fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar()
-        .unwrap()
-}
 
 #[test]
 fn second_order_samplers_schedule_prompts_over_twice_the_steps() {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/sd1-tiny");
-    let model = StableDiffusion::load(&path, &LoadOptions::default()).unwrap();
+    let model = StableDiffusion::load(&sd1_tiny(), &LoadOptions::default()).unwrap();
     let latents = |prompt: &str, sampler: &str| {
         let job = Job {
             prompt: prompt.into(),
@@ -39,11 +25,11 @@ fn second_order_samplers_schedule_prompts_over_twice_the_steps() {
     };
     let euler_edit = latents("a [red:blue:6] cat", "Euler");
     let euler_red = latents("a red cat", "Euler");
-    assert_eq!(max_diff(&euler_edit, &euler_red), 0.0);
+    assert_eq!(max_abs_diff(&euler_edit, &euler_red), 0.0);
     let heun_edit = latents("a [red:blue:6] cat", "Heun");
     let heun_red = latents("a red cat", "Heun");
-    assert!(max_diff(&heun_edit, &heun_red) > 1e-6);
+    assert!(max_abs_diff(&heun_edit, &heun_red) > 1e-6);
     // Up to call 8 (the last of 9) it is still "red" when the edit comes at 8.
     let heun_late = latents("a [red:blue:8] cat", "Heun");
-    assert_eq!(max_diff(&heun_late, &heun_red), 0.0);
+    assert_eq!(max_abs_diff(&heun_late, &heun_red), 0.0);
 }

@@ -7,28 +7,19 @@
 //! encoder agrees with transformers to ~1e-6; a vector in the wrong slot, a missing vector or
 //! the name read as text moves values by far more (checked: the prompt without the folder).
 
-use std::path::PathBuf;
-
-use candle_core::{Device, Tensor};
+use candle_core::Device;
 use kakusan_pipeline::conditioning::PromptOptions;
 use kakusan_pipeline::{LoadOptions, StableDiffusion};
 
-const TOL: f32 = 1e-5;
+mod common;
 
-fn max_abs(t: &Tensor) -> f32 {
-    t.abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar()
-        .unwrap()
-}
+use common::max_abs;
+
+const TOL: f32 = 1e-5;
 
 #[test]
 fn embeddings_match_diffusers_load_textual_inversion() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures");
+    let dir = common::fixtures();
     let meta: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("ti-sd1-tiny-ref.json")).unwrap()).unwrap();
     let refs =

@@ -166,10 +166,10 @@ impl TrainTask for DiffusionTask {
         let s = per(&|ac| (1.0 - ac).sqrt())?;
         let mut eps = Tensor::from_vec(gen.randn(&shape), shape.as_slice(), &self.device)?;
         if self.config.offset_noise > 0.0 {
-            let per_channel = (shape[0], shape[1], 1, 1);
+            let per_channel = [shape[0], shape[1], 1, 1];
             let offset = Tensor::from_vec(
-                gen.randn(&[shape[0], shape[1], 1, 1]),
-                per_channel,
+                gen.randn(&per_channel),
+                per_channel.as_slice(),
                 &self.device,
             )?;
             eps = eps.broadcast_add(&(offset * self.config.offset_noise)?)?;
