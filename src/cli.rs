@@ -143,6 +143,11 @@ pub struct PromptExplainArgs {
     /// Sampling steps the schedule covers.
     #[arg(long, default_value_t = 20)]
     pub steps: u32,
+    /// The sampler (A1111 or ComfyUI name): A1111's second-order samplers (Heun, DPM2,
+    /// DPM2 a, DPM++ 2S a, DPM++ SDE, Restart) build the schedule over twice the steps,
+    /// counted in model calls, and so does `generate`.
+    #[arg(long)]
+    pub sampler: Option<String>,
     /// Steps of a hires pass: the schedule for that pass (fractions count from 1.0, step
     /// numbers from --steps).
     #[arg(long)]

@@ -75,9 +75,18 @@ fn run_explain(args: PromptExplainArgs) -> Result<()> {
         pad: tokenizer.pad_id(),
         comma: tokenizer.token_id(",</w>"),
     };
+    // The schedule spans what `generate` gives it: model calls for second-order samplers.
+    let steps = match &args.sampler {
+        Some(name) => {
+            let (sampler, _) = kakusan_sampling::names::parse_sampler_name(name)?;
+            let doubled = sampler.prompt_schedule_steps(args.steps as usize);
+            u32::try_from(doubled).unwrap_or(u32::MAX)
+        }
+        None => args.steps,
+    };
     let opts = ExplainOptions {
         schedule: ScheduleOptions {
-            steps: args.steps,
+            steps,
             hires_steps: args.hires_steps,
             old_scheduling: args.old_scheduling,
         },
@@ -110,10 +119,14 @@ fn run_explain(args: PromptExplainArgs) -> Result<()> {
     struct Out<'a> {
         #[serde(flatten)]
         explained: &'a kakusan_prompt::Explained,
+        sampler: Option<&'a str>,
+        sampling_steps: u32,
         tokenizer: String,
     }
     let out = Out {
         explained: &explained,
+        sampler: args.sampler.as_deref(),
+        sampling_steps: args.steps,
         tokenizer: dir.canonicalize().unwrap_or(dir).display().to_string(),
     };
     println!("{}", serde_json::to_string_pretty(&out)?);

@@ -149,3 +149,38 @@ fn explains_embedding_slots() {
     assert!(ok);
     assert!(!stdout.contains("<embedding:"));
 }
+
+#[test]
+fn second_order_samplers_schedule_over_model_calls() {
+    let schedule_of = |extra: &[&str]| {
+        let mut args = vec!["a [red:blue:0.5] cat, [dog:fox:3]", "--model"];
+        let tok = tokenizer();
+        args.push(&tok);
+        args.extend_from_slice(extra);
+        let (ok, stdout, stderr) = explain(&args);
+        assert!(ok, "{stderr}");
+        let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        (v["and"][0]["schedule"].clone(), v["steps"].clone())
+    };
+    // Heun at 10 steps is A1111's schedule over 20 model calls: the step-numbered edit
+    // switches earlier in the picture, the fraction at the same point.
+    let (heun, heun_steps) = schedule_of(&["--steps", "10", "--sampler", "Heun"]);
+    let (twenty, _) = schedule_of(&["--steps", "20"]);
+    let (ten, _) = schedule_of(&["--steps", "10"]);
+    assert_eq!(heun, twenty);
+    assert_ne!(heun, ten);
+    assert_eq!(heun_steps, 20);
+    // A first-order sampler leaves the schedule as --steps gives it, in either naming style.
+    assert_eq!(
+        schedule_of(&["--steps", "10", "--sampler", "Euler a"]).0,
+        ten
+    );
+    assert_eq!(
+        schedule_of(&["--steps", "10", "--sampler", "dpmpp_2m"]).0,
+        ten
+    );
+    // An unknown sampler is refused, naming the valid ones.
+    let (ok, _, stderr) = explain(&["a cat", "--sampler", "Eulr"]);
+    assert!(!ok);
+    assert!(stderr.contains("Euler a"), "{stderr}");
+}

@@ -74,6 +74,16 @@ pub struct Conditioning {
     pub loras: Vec<LoraCall>,
     /// What was noticed while reading the prompts.
     pub warnings: Vec<String>,
+    /// The textual-inversion embeddings the prompts used, by name: the prompt's in order of
+    /// first use, then the negative prompt's (each name once).
+    pub embeddings: Vec<String>,
+}
+
+/// What reading the prompts noticed: warnings and the embeddings used.
+#[derive(Default)]
+struct Notes {
+    warnings: Vec<String>,
+    embeddings: Vec<String>,
 }
 
 /// The entry in force at sampling step `step`: the first with `step <= end_step`, else the
@@ -150,7 +160,7 @@ impl StableDiffusion {
         schedule: &[(u32, String)],
         clip_skip: usize,
         opts: &PromptOptions,
-        warnings: &mut Vec<String>,
+        notes: &mut Notes,
     ) -> Result<TensorSchedule> {
         let ids = self.special_ids();
         let mut distinct: Vec<&str> = Vec::new();
@@ -169,18 +179,23 @@ impl StableDiffusion {
         for text in &distinct {
             if opts.emphasis != EmphasisMode::None {
                 for w in kakusan_prompt::parse_attention(text, opts.dialect).warnings {
-                    if !warnings.contains(&w) {
-                        warnings.push(w);
+                    if !notes.warnings.contains(&w) {
+                        notes.warnings.push(w);
                     }
                 }
             }
             let pieces = pieces_for(text, opts.dialect, opts.emphasis);
             let mut found = |toks: &[u32], pos: usize| {
                 if self.embeddings.is_empty() {
-                    None
-                } else {
-                    self.embeddings.find_at(toks, pos, warnings)
+                    return None;
                 }
+                let found = self.embeddings.find_at(toks, pos, &mut notes.warnings);
+                if let Some(m) = &found {
+                    if !notes.embeddings.contains(&m.name) {
+                        notes.embeddings.push(m.name.clone());
+                    }
+                }
+                found
             };
             chunked.push(chunk_pieces(&pieces, &ids, &mut tokenize, &mut found).chunks);
         }
@@ -247,20 +262,20 @@ impl StableDiffusion {
         clip_skip: usize,
         opts: &PromptOptions,
     ) -> Result<Conditioning> {
-        let mut warnings = Vec::new();
+        let mut notes = Notes::default();
         let sched_opts = ScheduleOptions::new(u32::try_from(steps).unwrap_or(u32::MAX));
         let (text, extra) = extract_extra_networks(prompt);
-        warnings.extend(extra.problems.iter().cloned());
+        notes.warnings.extend(extra.problems.iter().cloned());
         let mut parts = Vec::new();
         for part in and_parts(&text) {
             let schedule = prompt_schedule(&part.text, &sched_opts);
             parts.push((
                 part.weight,
-                self.encode_schedule(&schedule, clip_skip, opts, &mut warnings)?,
+                self.encode_schedule(&schedule, clip_skip, opts, &mut notes)?,
             ));
         }
         let neg_schedule = prompt_schedule(negative, &sched_opts);
-        let mut uncond = self.encode_schedule(&neg_schedule, clip_skip, opts, &mut warnings)?;
+        let mut uncond = self.encode_schedule(&neg_schedule, clip_skip, opts, &mut notes)?;
 
         // AND parts to one length by repeating the last vector.
         let len_of = |s: &TensorSchedule| s.first().map_or(Ok(0), |(_, t)| t.dim(1));
@@ -280,7 +295,7 @@ impl StableDiffusion {
                 &[(0, String::new())],
                 clip_skip,
                 &PromptOptions::default(),
-                &mut Vec::new(),
+                &mut Notes::default(),
             )?;
             let empty = &empty[0].1;
             let len = cond_len.max(uncond_len);
@@ -293,14 +308,15 @@ impl StableDiffusion {
                 }
             }
         }
-        for w in &warnings {
+        for w in &notes.warnings {
             tracing::warn!("prompt: {w}");
         }
         Ok(Conditioning {
             uncond,
             parts,
             loras: extra.loras,
-            warnings,
+            warnings: notes.warnings,
+            embeddings: notes.embeddings,
         })
     }
 }
@@ -353,6 +369,7 @@ mod tests {
             parts: vec![(0.7, vec![(2, filled(1.0, 3)), (5, filled(2.0, 3))])],
             loras: Vec::new(),
             warnings: Vec::new(),
+            embeddings: Vec::new(),
         };
         let value_at = |step| {
             let (ctx, w) = c.context_at(step, 2).unwrap();

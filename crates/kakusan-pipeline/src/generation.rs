@@ -33,6 +33,10 @@ pub struct Generation {
     pub latents: Tensor,
     pub images: Vec<RgbImage>,
     pub seeds: Vec<u64>,
+    /// The textual-inversion embeddings the prompts used (see [`Conditioning::embeddings`]).
+    ///
+    /// [`Conditioning::embeddings`]: crate::conditioning::Conditioning::embeddings
+    pub embeddings: Vec<String>,
 }
 
 /// Checks that a sampler name is known, before any model is loaded.
@@ -204,6 +208,7 @@ impl StableDiffusion {
             latents,
             images,
             seeds,
+            embeddings: conditioning.embeddings.clone(),
         })
     }
 

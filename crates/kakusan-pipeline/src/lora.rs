@@ -111,6 +111,19 @@ impl StableDiffusion {
         &self.loras.applied
     }
 
+    /// The full hash (see [`LoraFile::hash`]) of each applied LoRA that has one, by name, in
+    /// the order they were applied.
+    pub fn applied_lora_hashes(&self) -> Vec<(String, String)> {
+        self.loras
+            .applied
+            .iter()
+            .filter_map(|(name, _, _)| {
+                let hash = self.loras.files.get(name)?.hash.clone()?;
+                Some((name.clone(), hash))
+            })
+            .collect()
+    }
+
     /// Merges exactly the LoRAs of `calls` into the text encoder and UNet (rebuilding both
     /// from the base weights when the set differs from the one applied; nothing to do when it
     /// is the same). Returns warnings: LoRAs not found or refused (they are skipped).

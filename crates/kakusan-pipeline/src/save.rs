@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use kakusan_core::output::{write_atomically, write_new_output};
 use kakusan_core::png_meta::{encode_png_with_parameters, GenerationParameters};
+use kakusan_models::weights::hash::network_short_hash;
 
 use kakusan_prompt::{Dialect, EmphasisMode};
 
@@ -14,8 +15,13 @@ use crate::generation::Generation;
 use crate::job::Job;
 use crate::stable_diffusion::StableDiffusion;
 
-/// The A1111 parameters of image `i` of a job.
-pub fn parameters_for(model: &StableDiffusion, job: &Job, i: usize) -> GenerationParameters {
+/// The A1111 parameters of image `i` of a job's `generation`.
+pub fn parameters_for(
+    model: &StableDiffusion,
+    job: &Job,
+    generation: &Generation,
+    i: usize,
+) -> GenerationParameters {
     let mut p = GenerationParameters {
         prompt: job.prompt.clone(),
         negative_prompt: job.negative_prompt.clone(),
@@ -64,7 +70,47 @@ pub fn parameters_for(model: &StableDiffusion, job: &Job, i: usize) -> Generatio
         p.clip_skip = Some(clamp_u32(job.clip_skip));
     }
     push_prompt_options(&mut p, job);
+    push_network_hashes(&mut p, model, generation);
     p
+}
+
+/// A1111's `TI hashes` and `Lora hashes`: `name: hash12` per embedding used and LoRA applied,
+/// `, `-separated, with `:` and `,` taken out of the names (A1111's
+/// `sd_hijack_clip` and `extra_networks_lora`). Embeddings and LoRAs without a hash (not read
+/// from a file) are left out, as A1111 leaves out an empty hash; a key with no entry is not
+/// written. One difference: A1111 lists an embedding used by both prompts twice; kakusan
+/// lists it once.
+pub fn push_network_hashes(
+    p: &mut GenerationParameters,
+    model: &StableDiffusion,
+    generation: &Generation,
+) {
+    let library = model.embeddings();
+    let ti: Vec<(String, String)> = generation
+        .embeddings
+        .iter()
+        .filter_map(|name| {
+            let e = library.embeddings.get(name)?;
+            (!e.hash.is_empty()).then(|| (name.clone(), e.hash.clone()))
+        })
+        .collect();
+    let lora = model.applied_lora_hashes();
+    for (key, entries) in [("TI hashes", ti), ("Lora hashes", lora)] {
+        if entries.is_empty() {
+            continue;
+        }
+        let value = entries
+            .iter()
+            .map(|(name, hash)| {
+                let name: String = name.chars().filter(|c| *c != ':' && *c != ',').collect();
+                format!("{name}: {}", network_short_hash(hash))
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        if let Err(e) = p.push_extra(key, value) {
+            tracing::warn!("not recorded in the PNG: {e}");
+        }
+    }
 }
 
 /// The prompt reading settings, when not at A1111's defaults: `Emphasis` (A1111's own key and
@@ -94,7 +140,7 @@ pub fn save_images(
 ) -> Result<Vec<PathBuf>> {
     let mut paths = Vec::with_capacity(generation.images.len());
     for (i, image) in generation.images.iter().enumerate() {
-        let text = parameters_for(model, job, i).to_a1111_string();
+        let text = parameters_for(model, job, generation, i).to_a1111_string();
         let fail = |reason: String| PipelineError::Output {
             path: dir.to_path_buf(),
             reason,
@@ -124,7 +170,7 @@ pub fn save_image_to(
         .images
         .get(i)
         .ok_or_else(|| fail(format!("the generation has no image {i}")))?;
-    let text = parameters_for(model, job, i).to_a1111_string();
+    let text = parameters_for(model, job, generation, i).to_a1111_string();
     let bytes = encode_png_with_parameters(image, &text).map_err(|e| fail(e.to_string()))?;
     write_atomically(path, &bytes).map_err(|e| fail(e.to_string()))
 }

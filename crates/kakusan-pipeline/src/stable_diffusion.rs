@@ -264,7 +264,11 @@ impl StableDiffusion {
         &self.device
     }
 
-    /// Encodes one prompt to `[1, 77, D]` text embeddings (f32 on the model's device).
+    /// Encodes one prompt as diffusers does, to `[1, 77, D]` text embeddings (f32 on the
+    /// model's device): the text is tokenized as it is, truncated to 77 tokens, with no prompt
+    /// language (weights, schedules, `AND`, `BREAK`) and no textual-inversion embeddings.
+    /// Generation uses [`Self::encode_conditioning`]; this plain path is for diffusers parity
+    /// and the text-encoder benchmark.
     pub fn encode_prompt(&self, text: &str, clip_skip: usize) -> Result<Tensor> {
         let ids = self.tokenizer.encode_padded(text, 77);
         let ids = Tensor::new(ids.as_slice(), &self.device)?.unsqueeze(0)?;

@@ -179,3 +179,92 @@ fn loras_apply_per_job_and_unapply_exactly() {
     assert!(w[1].contains("pickle"), "{w:?}");
     assert!(model.applied_loras().is_empty());
 }
+
+/// The kohya file of [`write_kohya`] with `sshs_model_hash` in its metadata.
+fn write_kohya_with_hash(path: &Path, hash: &str) {
+    let plain = path.with_extension("plain");
+    write_kohya(&plain, 1.0, 1.0);
+    let tensors = candle_core::safetensors::load(&plain, &Device::Cpu).unwrap();
+    let data: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+        .iter()
+        .map(|(k, t)| {
+            let v: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
+            let bytes = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+            (k.clone(), t.dims().to_vec(), bytes)
+        })
+        .collect();
+    let views: Vec<(String, safetensors::tensor::TensorView)> = data
+        .iter()
+        .map(|(k, shape, bytes)| {
+            let view =
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes)
+                    .unwrap();
+            (k.clone(), view)
+        })
+        .collect();
+    let meta = HashMap::from([("sshs_model_hash".to_string(), hash.to_string())]);
+    safetensors::tensor::serialize_to_file(views, Some(meta), path).unwrap();
+    std::fs::remove_file(plain).unwrap();
+}
+
+/// A1111's `TI hashes` and `Lora hashes` in the PNG parameters. The expected hashes were
+/// computed outside kakusan, with Python's hashlib as A1111 does: `sha256sum` of the committed
+/// embedding, and A1111's `addnet_hash_safetensors` (the SHA-256 after the header) of the
+/// committed PEFT LoRA; a file with `sshs_model_hash` metadata is listed by that value.
+#[test]
+fn infotext_lists_embedding_and_lora_hashes() {
+    let fixtures = common::fixtures();
+    let loras = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        fixtures.join("lora-sd1-tiny.safetensors"),
+        loras.path().join("my,style.safetensors"),
+    )
+    .unwrap();
+    write_kohya_with_hash(
+        &loras.path().join("hashed.safetensors"),
+        "ABCDEF0123456789ff",
+    );
+    let opts = LoadOptions {
+        lora_dir: Some(loras.path().to_path_buf()),
+        embeddings_dir: Some(fixtures.join("ti-sd1-tiny")),
+        ..LoadOptions::default()
+    };
+    let mut model = StableDiffusion::load(&fixture(), &opts).unwrap();
+    let job = |prompt: &str, negative: &str| Job {
+        prompt: prompt.into(),
+        negative_prompt: negative.into(),
+        steps: 2,
+        width: 64,
+        height: 64,
+        ..Job::default()
+    };
+    let infotext = |model: &mut StableDiffusion, job: &Job| {
+        model.prepare_job(job).unwrap();
+        let generation = model.generate(job, &mut |_| {}).unwrap();
+        assert_eq!(generation.images.len(), 1);
+        kakusan_pipeline::save::parameters_for(model, job, &generation, 0).to_a1111_string()
+    };
+    let text = infotext(
+        &mut model,
+        &job("a red cat <lora:my,style:0.5> <lora:hashed:1>", "kksemb"),
+    );
+    assert!(
+        text.contains(r#"TI hashes: "kksemb: ecfbc59105cd""#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"Lora hashes: "mystyle: 111a734359dd, hashed: ABCDEF012345""#),
+        "{text}"
+    );
+    // Read back as A1111 reads it.
+    let read = kakusan_core::png_meta::parse_a1111(&text).unwrap();
+    assert!(read
+        .extra
+        .contains(&("TI hashes".to_string(), "kksemb: ecfbc59105cd".to_string())));
+    // Neither used: neither key.
+    let text = infotext(&mut model, &job("a red cat", ""));
+    assert!(
+        !text.contains("TI hashes") && !text.contains("Lora hashes"),
+        "{text}"
+    );
+}

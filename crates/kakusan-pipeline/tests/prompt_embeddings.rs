@@ -63,11 +63,13 @@ fn embedding_vectors_replace_their_names_tokens() {
         name: "kksone".into(),
         vectors: rows_of(&["cat"]),
         path: PathBuf::new(),
+        hash: String::new(),
     });
     lib.insert(TextualInversion {
         name: "kkstwo".into(),
         vectors: rows_of(&["cat", "dog"]),
         path: PathBuf::new(),
+        hash: String::new(),
     });
     lib.refused
         .insert("kksbad".into(), "it is a pickle file".into());

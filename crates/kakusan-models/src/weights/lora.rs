@@ -29,6 +29,7 @@ use candle_nn::VarBuilder;
 
 use super::backend::MappedBackend;
 use super::error::WeightsError;
+use super::hash::addnet_hash_safetensors;
 use super::store::{has_pickle_extension, SafetensorsStore};
 
 /// Which network a LoRA module belongs to.
@@ -76,6 +77,10 @@ pub struct LoraFile {
     pub modules: HashMap<(LoraTarget, String), LoraModule>,
     /// Keys that belong to no module this reader understands (reported, not fatal).
     pub unknown_keys: Vec<String>,
+    /// The hash A1111 lists under `Lora hashes` (full hex; shown by its first 12 digits):
+    /// the `sshs_model_hash` of the file's metadata when the trainer wrote one, else kohya's
+    /// addnet hash of the file. `None` for a LoRA not read from a file.
+    pub hash: Option<String>,
 }
 
 /// Why a LoRA file cannot be used.
@@ -245,10 +250,15 @@ impl LoraFile {
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
+        let hash = match store.metadata("sshs_model_hash").filter(|h| !h.is_empty()) {
+            Some(h) => h.to_string(),
+            None => addnet_hash_safetensors(path)?,
+        };
         Ok(LoraFile {
             name,
             modules,
             unknown_keys: unknown,
+            hash: Some(hash),
         })
     }
 

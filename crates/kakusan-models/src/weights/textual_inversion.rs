@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Tensor};
 
 use super::error::{Result, WeightsError};
+use super::hash::sha256_file;
 use super::store::{has_pickle_extension, SafetensorsStore};
 
 /// One embedding: its name and its vectors `[n, width]` (f32, on the CPU).
@@ -23,6 +24,9 @@ pub struct TextualInversion {
     pub name: String,
     pub vectors: Tensor,
     pub path: PathBuf,
+    /// The SHA-256 of the whole file (hex), which A1111 lists under `TI hashes` by its first
+    /// 12 digits; empty for an embedding not read from a file.
+    pub hash: String,
 }
 
 impl TextualInversion {
@@ -128,6 +132,7 @@ fn load_embedding_with(
         name,
         vectors,
         path: path.to_path_buf(),
+        hash: sha256_file(path)?,
     })
 }
 
