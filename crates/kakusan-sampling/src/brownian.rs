@@ -28,6 +28,7 @@ use crate::error::{Error, Result};
 use crate::noise::NoiseSource;
 use candle_core::{Device, Tensor};
 use kakusan_core::rng::TorchCpuGenerator;
+use rayon::prelude::*;
 use std::collections::HashMap;
 
 /// torchsde's default tolerance for `BrownianTree`: query times are rounded to 6 decimals.
@@ -37,6 +38,9 @@ const POOL_SIZE: usize = 24;
 /// At most this many interval increments are kept (they are recomputed identically when
 /// dropped, so the bound only trades memory for time).
 const CACHE_ENTRIES: usize = 256;
+/// Split noises of a query are drawn on several threads only when they hold at least this
+/// many values in all (~0.3 ms of work): below it the hand-off costs more than it saves.
+const PARALLEL_DRAW_VALUES: usize = 8 * 1024;
 
 /// Python's `round(t, 6)`: correctly rounded to 6 decimals. Rust's fixed-precision
 /// formatting rounds the exact binary value, as CPython's does; ties cannot occur (half of
@@ -53,73 +57,107 @@ pub fn seed_sequence_state(
     pool_size: usize,
     n: usize,
 ) -> Vec<u32> {
-    const INIT_A: u32 = 0x43b0_d7e5;
-    const MULT_A: u32 = 0x931e_8875;
-    const INIT_B: u32 = 0x8b51_f9dd;
-    const MULT_B: u32 = 0x58f3_8ded;
-    const MIX_MULT_L: u32 = 0xca01_f9dd;
-    const MIX_MULT_R: u32 = 0x4973_f715;
-    const XSHIFT: u32 = 16;
+    SeedSequence::new(entropy, pool_size).generate_state(spawn_key, n)
+}
 
-    fn words(mut v: u64, out: &mut Vec<u32>) {
-        if v == 0 {
-            out.push(0);
-        }
-        while v > 0 {
-            out.push(v as u32);
-            v >>= 32;
-        }
-    }
-    let mut entropy_words = Vec::new();
-    words(entropy, &mut entropy_words);
-    let mut spawn_words = Vec::new();
-    for &k in spawn_key {
-        words(k, &mut spawn_words);
-    }
-    if !spawn_words.is_empty() && entropy_words.len() < pool_size {
-        entropy_words.resize(pool_size, 0);
-    }
-    entropy_words.extend(spawn_words);
+const INIT_A: u32 = 0x43b0_d7e5;
+const MULT_A: u32 = 0x931e_8875;
+const INIT_B: u32 = 0x8b51_f9dd;
+const MULT_B: u32 = 0x58f3_8ded;
+const MIX_MULT_L: u32 = 0xca01_f9dd;
+const MIX_MULT_R: u32 = 0x4973_f715;
+const XSHIFT: u32 = 16;
 
-    let mut hash_const = INIT_A;
-    let mut hashmix = |value: u32| -> u32 {
-        let mut value = value ^ hash_const;
-        hash_const = hash_const.wrapping_mul(MULT_A);
-        value = value.wrapping_mul(hash_const);
-        value ^ (value >> XSHIFT)
-    };
-    let mix = |x: u32, y: u32| -> u32 {
-        let r = MIX_MULT_L
-            .wrapping_mul(x)
-            .wrapping_sub(MIX_MULT_R.wrapping_mul(y));
-        r ^ (r >> XSHIFT)
-    };
-    let mut pool: Vec<u32> = (0..pool_size)
-        .map(|i| hashmix(entropy_words.get(i).copied().unwrap_or(0)))
-        .collect();
-    for src in 0..pool_size {
-        for dst in 0..pool_size {
-            if src != dst {
-                let h = hashmix(pool[src]);
-                pool[dst] = mix(pool[dst], h);
+/// The 32-bit words of a non-negative integer, least significant first (numpy's
+/// `_coerce_to_uint32_array`; zero is one word).
+fn words(mut v: u64, out: &mut Vec<u32>) {
+    if v == 0 {
+        out.push(0);
+    }
+    while v > 0 {
+        out.push(v as u32);
+        v >>= 32;
+    }
+}
+
+/// numpy's `SeedSequence` for one entropy, its pool mixed once: every tree node's spawn key
+/// is then mixed into a copy of it. The entropy's own mixing, the costly part (pool_size^2
+/// hash steps), does not depend on the spawn key (a spawn key only pads the entropy words
+/// with zeros, which the pool reads anyway), so it is done once per tree, not once per node.
+#[derive(Debug, Clone)]
+pub struct SeedSequence {
+    pool: Vec<u32>,
+    /// Entropy words beyond the pool, mixed in before the spawn key.
+    extra: Vec<u32>,
+    /// The `hashmix` multiplier's state after the entropy phase.
+    hash_const: u32,
+}
+
+/// numpy's `hashmix`: one word hashed with the running multiplier.
+fn hashmix(value: u32, hash_const: &mut u32) -> u32 {
+    let mut value = value ^ *hash_const;
+    *hash_const = hash_const.wrapping_mul(MULT_A);
+    value = value.wrapping_mul(*hash_const);
+    value ^ (value >> XSHIFT)
+}
+
+/// numpy's `mix`.
+fn mix(x: u32, y: u32) -> u32 {
+    let r = MIX_MULT_L
+        .wrapping_mul(x)
+        .wrapping_sub(MIX_MULT_R.wrapping_mul(y));
+    r ^ (r >> XSHIFT)
+}
+
+impl SeedSequence {
+    /// The pool of `SeedSequence(entropy, pool_size=pool_size)` after its entropy is mixed in.
+    pub fn new(entropy: u64, pool_size: usize) -> Self {
+        let mut entropy_words = Vec::new();
+        words(entropy, &mut entropy_words);
+        let mut hash_const = INIT_A;
+        let mut pool: Vec<u32> = (0..pool_size)
+            .map(|i| hashmix(entropy_words.get(i).copied().unwrap_or(0), &mut hash_const))
+            .collect();
+        for src in 0..pool_size {
+            for dst in 0..pool_size {
+                if src != dst {
+                    let h = hashmix(pool[src], &mut hash_const);
+                    pool[dst] = mix(pool[dst], h);
+                }
             }
         }
-    }
-    for &word in entropy_words.iter().skip(pool_size) {
-        for slot in pool.iter_mut() {
-            let h = hashmix(word);
-            *slot = mix(*slot, h);
+        let extra = entropy_words.iter().skip(pool_size).copied().collect();
+        Self {
+            pool,
+            extra,
+            hash_const,
         }
     }
-    let mut hash_const = INIT_B;
-    (0..n)
-        .map(|i| {
-            let mut v = pool[i % pool_size] ^ hash_const;
-            hash_const = hash_const.wrapping_mul(MULT_B);
-            v = v.wrapping_mul(hash_const);
-            v ^ (v >> XSHIFT)
-        })
-        .collect()
+
+    /// `generate_state(n)` of this entropy with `spawn_key`.
+    pub fn generate_state(&self, spawn_key: &[u64], n: usize) -> Vec<u32> {
+        let mut pool = self.pool.clone();
+        let mut hash_const = self.hash_const;
+        let mut rest = self.extra.clone();
+        for &k in spawn_key {
+            words(k, &mut rest);
+        }
+        for &word in &rest {
+            for slot in pool.iter_mut() {
+                let h = hashmix(word, &mut hash_const);
+                *slot = mix(*slot, h);
+            }
+        }
+        let mut hash_const = INIT_B;
+        (0..n)
+            .map(|i| {
+                let mut v = pool[i % pool.len()] ^ hash_const;
+                hash_const = hash_const.wrapping_mul(MULT_B);
+                v = v.wrapping_mul(hash_const);
+                v ^ (v >> XSHIFT)
+            })
+            .collect()
+    }
 }
 
 /// One node of the halfway tree: `[start, end]`, with the spawn key and depth its split uses.
@@ -156,9 +194,31 @@ impl Node {
 }
 
 /// The split noise of node `parent` of the tree seeded with `seed`.
-fn draw_split_noise(seed: u64, parent: &Node, shape: &[usize]) -> Vec<f32> {
-    let state = seed_sequence_state(seed, &[parent.key, parent.depth], POOL_SIZE, 4)[0];
+fn draw_split_noise(seed: &SeedSequence, parent: &Node, shape: &[usize]) -> Vec<f32> {
+    let state = seed.generate_state(&[parent.key, parent.depth], 4)[0];
     TorchCpuGenerator::new(state as u64).randn(shape)
+}
+
+/// Split noises drawn together: their generators are seeded side by side.
+const SEED_LANES: usize = 8;
+
+/// The split noises of up to [`SEED_LANES`] nodes, by node key (the same values as
+/// [`draw_split_noise`] for each).
+fn draw_split_noises(
+    seed: &SeedSequence,
+    nodes: &[Node],
+    shape: &[usize],
+) -> Vec<((u64, u64), Vec<f32>)> {
+    let mut seeds = [0u64; SEED_LANES];
+    for (s, n) in seeds.iter_mut().zip(nodes) {
+        *s = u64::from(seed.generate_state(&[n.key, n.depth], 4)[0]);
+    }
+    let generators = TorchCpuGenerator::new_many(seeds);
+    nodes
+        .iter()
+        .zip(generators)
+        .map(|(n, mut g)| ((n.key, n.depth), g.randn(shape)))
+        .collect()
 }
 
 /// One Brownian motion over `[t0, t1]` (one image), reproducing `torchsde.BrownianTree(t0,
@@ -166,7 +226,7 @@ fn draw_split_noise(seed: u64, parent: &Node, shape: &[usize]) -> Vec<f32> {
 #[derive(Debug, Clone)]
 pub struct BrownianTree {
     root: Node,
-    seed: u64,
+    seed: SeedSequence,
     len: usize,
     shape: Vec<usize>,
     root_w: Vec<f32>,
@@ -186,7 +246,8 @@ impl BrownianTree {
         }
         let (start, end) = (round6(t0), round6(t1));
         let len = shape.iter().product();
-        let w_seed = seed_sequence_state(seed, &[], POOL_SIZE, 3)[0];
+        let seed = SeedSequence::new(seed, POOL_SIZE);
+        let w_seed = seed.generate_state(&[], 3)[0];
         let noise = TorchCpuGenerator::new(w_seed as u64).randn(shape);
         let scale = (t1 - t0).sqrt() as f32;
         Ok(Self {
@@ -210,7 +271,7 @@ impl BrownianTree {
         if let Some(noise) = self.drawn.remove(&(parent.key, parent.depth)) {
             return noise;
         }
-        draw_split_noise(self.seed, parent, &self.shape)
+        draw_split_noise(&self.seed, parent, &self.shape)
     }
 
     /// Draws, in parallel, the split noises the paths will need (every parent of a node
@@ -231,32 +292,21 @@ impl BrownianTree {
                 }
             }
         }
-        let threads = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-            .min(needed.len());
-        if threads <= 1 {
-            return;
-        }
-        let (seed, shape) = (self.seed, &self.shape);
-        let chunk = needed.len().div_ceil(threads);
-        let drawn: Vec<((u64, u64), Vec<f32>)> = std::thread::scope(|scope| {
-            let handles: Vec<_> = needed
-                .chunks(chunk)
-                .map(|nodes| {
-                    scope.spawn(move || {
-                        nodes
-                            .iter()
-                            .map(|n| ((n.key, n.depth), draw_split_noise(seed, n, shape)))
-                            .collect::<Vec<_>>()
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .flat_map(|h| h.join().unwrap_or_default())
-                .collect()
-        });
+        let (seed, shape) = (&self.seed, &self.shape);
+        let groups: Vec<&[Node]> = needed.chunks(SEED_LANES).collect();
+        // Small draws are cheaper one after the other than handed to other threads.
+        let drawn: Vec<((u64, u64), Vec<f32>)> =
+            if groups.len() > 1 && needed.len() * self.len >= PARALLEL_DRAW_VALUES {
+                groups
+                    .par_iter()
+                    .flat_map_iter(|g| draw_split_noises(seed, g, shape))
+                    .collect()
+            } else {
+                groups
+                    .iter()
+                    .flat_map(|g| draw_split_noises(seed, g, shape))
+                    .collect()
+            };
         self.drawn.extend(drawn);
     }
 
@@ -430,6 +480,64 @@ impl NoiseSource for BrownianTreeNoise {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn seed_sequence_pool_is_shared_by_every_spawn_key() {
+        // The pooled form equals numpy's algorithm run from scratch for each key; numpy's
+        // own values (`SeedSequence(5, spawn_key=(3, 2), pool_size=24).generate_state(4)`
+        // and the root's) are pinned by the k-diffusion SDE sampler runs.
+        for entropy in [0u64, 5, 1 << 40] {
+            let seq = SeedSequence::new(entropy, POOL_SIZE);
+            for key in [vec![], vec![0, 0], vec![3, 2], vec![1 << 35, 7]] {
+                assert_eq!(
+                    seq.generate_state(&key, 4),
+                    from_scratch(entropy, &key, POOL_SIZE, 4),
+                    "{entropy} {key:?}"
+                );
+            }
+        }
+    }
+
+    /// numpy's SeedSequence written out in one piece (no pool sharing).
+    fn from_scratch(entropy: u64, spawn_key: &[u64], pool_size: usize, n: usize) -> Vec<u32> {
+        let mut ws = Vec::new();
+        words(entropy, &mut ws);
+        let mut spawn = Vec::new();
+        for &k in spawn_key {
+            words(k, &mut spawn);
+        }
+        if !spawn.is_empty() && ws.len() < pool_size {
+            ws.resize(pool_size, 0);
+        }
+        ws.extend(spawn);
+        let mut hc = INIT_A;
+        let mut pool: Vec<u32> = (0..pool_size)
+            .map(|i| hashmix(ws.get(i).copied().unwrap_or(0), &mut hc))
+            .collect();
+        for src in 0..pool_size {
+            for dst in 0..pool_size {
+                if src != dst {
+                    let h = hashmix(pool[src], &mut hc);
+                    pool[dst] = mix(pool[dst], h);
+                }
+            }
+        }
+        for &w in ws.iter().skip(pool_size) {
+            for slot in pool.iter_mut() {
+                let h = hashmix(w, &mut hc);
+                *slot = mix(*slot, h);
+            }
+        }
+        let mut hc = INIT_B;
+        (0..n)
+            .map(|i| {
+                let mut v = pool[i % pool_size] ^ hc;
+                hc = hc.wrapping_mul(MULT_B);
+                v = v.wrapping_mul(hc);
+                v ^ (v >> XSHIFT)
+            })
+            .collect()
+    }
 
     #[test]
     fn rounding_is_pythons() {

@@ -1,7 +1,7 @@
 //! What a sampler costs per step on top of the model, with a free denoiser (returns a
 //! scaled copy of x). Run by hand: `cargo test --release -p kakusan-sampling --test
 //! sampler_cost -- --ignored --nocapture`; the numbers go in the notes, next to the UNet's
-//! time per step (`kakusan bench`).
+//! time per step (`kakusan bench`). `ONLY="DPM++ SDE"` times one sampler (e.g. under `perf`).
 
 use candle_core::{DType, Device, Tensor};
 use kakusan_sampling::discrete_schedule::DiscreteSchedule;
@@ -24,11 +24,16 @@ fn cost_per_step() {
     let steps = 20;
     let schedule = k_diffusion::karras(&table, steps, 7.0).unwrap();
     for (label, shape) in [
-        ("32x32 latent (256 px)", [1usize, 4, 32, 32]),
+        ("16x16 latent (kakusan-mini, 64 px)", [1usize, 4, 16, 16]),
+        ("32x32 latent (256 px)", [1, 4, 32, 32]),
         ("64x64 latent (512 px)", [1, 4, 64, 64]),
     ] {
         eprintln!("{label}, {steps} steps, ms per step (sampler only):");
-        for sampler in Sampler::ALL {
+        let only = std::env::var("ONLY").ok();
+        for sampler in Sampler::ALL
+            .into_iter()
+            .filter(|s| only.as_deref().is_none_or(|o| s.name() == o))
+        {
             let x = Tensor::zeros(&shape[..], DType::F32, &Device::Cpu).unwrap();
             let mut noise = TorchBatchNoise::from_seeds(&[1]);
             let start = Instant::now();

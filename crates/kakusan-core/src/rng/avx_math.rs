@@ -17,7 +17,7 @@
 
 /// `fused` selects whether the polynomial steps are fused multiply-adds (as in torch's
 /// GCC-built wheels). Kept as a switch so tests can show that the choice matters.
-#[inline]
+#[inline(always)]
 fn mul_add(a: f32, b: f32, c: f32, fused: bool) -> f32 {
     if fused {
         a.mul_add(b, c)
@@ -27,9 +27,9 @@ fn mul_add(a: f32, b: f32, c: f32, fused: bool) -> f32 {
 }
 
 /// sqrt(1/2), the point where the mantissa is folded so it lies in [sqrt(1/2) - 1, sqrt(2) - 1).
-const SQRT_HALF: f32 = std::f64::consts::FRAC_1_SQRT_2 as f32;
+pub(super) const SQRT_HALF: f32 = std::f64::consts::FRAC_1_SQRT_2 as f32;
 /// Minimax coefficients of log(1 + x) = x - x^2/2 + x^3 P(x), highest degree first.
-const LOG_POLY: [f32; 9] = [
+pub(super) const LOG_POLY: [f32; 9] = [
     7.0376836292E-2_f64 as f32,
     -1.1514610310E-1_f64 as f32,
     1.1676998740E-1_f64 as f32,
@@ -41,12 +41,13 @@ const LOG_POLY: [f32; 9] = [
     3.3333331174E-1_f64 as f32,
 ];
 /// ln 2 split into a short high part and a correction: e * ln2 = e * LN2_HI + e * LN2_LO.
-const LN2_HI: f32 = 0.693359375;
-const LN2_LO: f32 = -2.12194440e-4_f64 as f32;
+pub(super) const LN2_HI: f32 = 0.693359375;
+pub(super) const LN2_LO: f32 = -2.12194440e-4_f64 as f32;
 /// The smallest normal float: smaller inputs are raised to it.
-const MIN_NORMAL: f32 = f32::MIN_POSITIVE;
+pub(super) const MIN_NORMAL: f32 = f32::MIN_POSITIVE;
 
 /// Natural logarithm as torch's AVX2 `log256_ps` computes it (NaN for x <= 0).
+#[inline(always)]
 pub(crate) fn log(x: f32, fused: bool) -> f32 {
     let invalid = x <= 0.0;
     let x = if x < MIN_NORMAL { MIN_NORMAL } else { x };
@@ -84,26 +85,27 @@ pub(crate) fn log(x: f32, fused: bool) -> f32 {
 }
 
 /// 4 / pi.
-const FOUR_OVER_PI: f32 = 1.27323954473516_f64 as f32;
+pub(super) const FOUR_OVER_PI: f32 = 1.27323954473516_f64 as f32;
 /// pi / 4 split in three parts for an extended-precision range reduction.
-const PI4_A: f32 = -0.78515625;
-const PI4_B: f32 = -2.4187564849853515625e-4_f64 as f32;
-const PI4_C: f32 = -3.77489497744594108e-8_f64 as f32;
+pub(super) const PI4_A: f32 = -0.78515625;
+pub(super) const PI4_B: f32 = -2.4187564849853515625e-4_f64 as f32;
+pub(super) const PI4_C: f32 = -3.77489497744594108e-8_f64 as f32;
 /// sin(x) = x + x^3 S(x^2) on [-pi/4, pi/4].
-const SIN_POLY: [f32; 3] = [
+pub(super) const SIN_POLY: [f32; 3] = [
     -1.9515295891E-4_f64 as f32,
     8.3321608736E-3_f64 as f32,
     -1.6666654611E-1_f64 as f32,
 ];
 /// cos(x) = 1 - x^2/2 + x^4 C(x^2) on [-pi/4, pi/4].
-const COS_POLY: [f32; 3] = [
+pub(super) const COS_POLY: [f32; 3] = [
     2.443315711809948E-005_f64 as f32,
     -1.388731625493765E-003_f64 as f32,
     4.166664568298827E-002_f64 as f32,
 ];
-const SIGN_BIT: u32 = 0x8000_0000;
+pub(super) const SIGN_BIT: u32 = 0x8000_0000;
 
 /// `(sin x, cos x)` as torch's AVX2 `sincos256_ps` computes them.
+#[inline(always)]
 pub(crate) fn sincos(x: f32, fused: bool) -> (f32, f32) {
     let mut sin_sign = x.to_bits() & SIGN_BIT;
     let mut x = x.abs();

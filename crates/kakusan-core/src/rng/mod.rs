@@ -7,6 +7,7 @@
 //! for tensors of fewer than 16 elements; a block-of-16 Box–Muller for larger ones whose
 //! float32 form depends on the CPU build of torch, see [`CpuNormalKernel`]).
 
+mod avx2_box_muller;
 mod avx_math;
 mod mt19937;
 mod torch_cpu;
