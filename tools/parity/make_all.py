@@ -16,6 +16,7 @@ SCRIPTS = [
     "make_randn.py",
     "make_sampler_runs.py",
     "make_schedules.py",
+    "make_scheduler_families.py",
 ]
 
 

@@ -80,6 +80,8 @@ pub enum DiffusersScheduler {
     /// `DPMSolverMultistepScheduler` (DPM-Solver++ 2M: its timesteps, unscaled-space
     /// start).
     DpmSolverMultistep,
+    /// `LCMScheduler`: timesteps picked from `original_inference_steps` evenly spaced ones.
+    Lcm,
 }
 
 impl DiffusersScheduler {
@@ -90,6 +92,7 @@ impl DiffusersScheduler {
             Self::EulerAncestral => "EulerAncestralDiscreteScheduler",
             Self::Ddim => "DDIMScheduler",
             Self::DpmSolverMultistep => "DPMSolverMultistepScheduler",
+            Self::Lcm => "LCMScheduler",
         }
     }
 }
@@ -120,6 +123,8 @@ pub struct SchedulerConfig {
     pub timestep_type: Option<TimestepType>,
     pub clip_sample: Option<bool>,
     pub thresholding: Option<bool>,
+    /// `LCMScheduler`'s training-time step count its timesteps are picked from.
+    pub original_inference_steps: Option<usize>,
 }
 
 impl SchedulerConfig {
@@ -202,7 +207,7 @@ impl SchedulerConfig {
             DiffusersScheduler::Euler | DiffusersScheduler::EulerAncestral => {
                 TimestepSpacing::Linspace
             }
-            DiffusersScheduler::Ddim => TimestepSpacing::Leading,
+            DiffusersScheduler::Ddim | DiffusersScheduler::Lcm => TimestepSpacing::Leading,
             DiffusersScheduler::DpmSolverMultistep => TimestepSpacing::Linspace,
         })
     }

@@ -317,8 +317,8 @@ impl Sampler {
             Self::Lcm => "jump to the estimate, re-noise (for LCM models); 1 call per step",
             Self::Ddpm => "DDPM ancestral posterior steps; 1 call per step",
             Self::Plms => "LDM's PLMS (Adams-Bashforth on eps); deterministic, 1 call per step + 1",
-            Self::UniPc => "UniPC predictor-corrector, B(h) = h, order 3; 1 call per step",
-            Self::UniPcBh2 => "UniPC predictor-corrector, B(h) = e^h - 1, order 3; 1 call per step",
+            Self::UniPc => "UniPC predictor-corrector, B(h) = h, order 3 (2 on --schedule model); 1 call per step",
+            Self::UniPcBh2 => "UniPC predictor-corrector, B(h) = e^h - 1, order 3 (2 on --schedule model); 1 call per step",
         }
     }
 
@@ -405,8 +405,11 @@ impl Sampler {
     pub fn diffusers_scheduler(self) -> DiffusersScheduler {
         match self {
             Self::EulerAncestral => DiffusersScheduler::EulerAncestral,
-            Self::Ddim => DiffusersScheduler::Ddim,
-            Self::Dpmpp2m => DiffusersScheduler::DpmSolverMultistep,
+            // PNDMScheduler (PLMS) takes DDIM's timesteps and final alpha.
+            Self::Ddim | Self::Plms => DiffusersScheduler::Ddim,
+            // UniPCMultistepScheduler sets its timesteps and sigmas as DPMSolverMultistep does.
+            Self::Dpmpp2m | Self::UniPc | Self::UniPcBh2 => DiffusersScheduler::DpmSolverMultistep,
+            Self::Lcm => DiffusersScheduler::Lcm,
             _ => DiffusersScheduler::Euler,
         }
     }
@@ -590,7 +593,13 @@ impl Sampler {
             Self::Plms => plms::sample_plms(denoiser, x, sigmas, callback),
             Self::UniPc | Self::UniPcBh2 => {
                 let opts = unipc::UniPcOptions {
-                    order: 3,
+                    // A1111 and ComfyUI run order 3; on a diffusers `model` schedule,
+                    // UniPCMultistepScheduler's default `solver_order` 2.
+                    order: if convention == NoiseConvention::Diffusers {
+                        2
+                    } else {
+                        3
+                    },
                     variant: if self == Self::UniPc {
                         unipc::UniPcVariant::Bh1
                     } else {

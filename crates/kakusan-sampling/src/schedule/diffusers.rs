@@ -1,7 +1,11 @@
-//! The `model` schedule: what diffusers' `EulerDiscreteScheduler`,
-//! `EulerAncestralDiscreteScheduler` and `DDIMScheduler` do with a folder's
+//! The `model` schedule: what diffusers' schedulers do with a folder's
 //! `scheduler_config.json` (loaded with `Class.from_config(config)`, so absent fields take
-//! the *target class's* defaults).
+//! the *target class's* defaults). Euler, Heun, LMS and DPM++ SDE run on the Euler-family
+//! timesteps (`HeunDiscreteScheduler`, `LMSDiscreteScheduler` and `DPMSolverSDEScheduler`
+//! set them the same way), DDIM and PLMS (`PNDMScheduler`) on DDIM's, DPM++ 2M and UniPC
+//! (`UniPCMultistepScheduler`) on DPMSolverMultistep's, LCM on `LCMScheduler`'s; every
+//! family is checked by one whole generation against diffusers
+//! (kakusan-pipeline's `scheduler_families` test).
 //!
 //! Euler family: timesteps by `timestep_spacing` (float32; "linspace" gives fractional
 //! ones), sigma = `np.interp(t, arange(N), sigma_table)` (linear in sigma), a final 0 (or
@@ -61,6 +65,7 @@ pub fn model_schedule(
         DiffusersScheduler::DpmSolverMultistep => {
             dpm_solver_multistep(config, &table, spacing, steps)?
         }
+        DiffusersScheduler::Lcm => lcm(config, &table, steps)?,
     };
     schedule.validate()?;
     Ok(schedule)
@@ -291,6 +296,49 @@ fn euler_family(
         interpolation,
         init_noise_scale,
         output_scale: 1.0,
+        convention: NoiseConvention::Diffusers,
+        step_targets: None,
+        table: table.clone(),
+    })
+}
+
+/// `LCMScheduler`'s schedule: of the `original_inference_steps` (default 50) timesteps
+/// `k (n // original) - 1`, k = 1..original, taken from the top at the indices
+/// `floor(linspace(0, original, steps, endpoint=False))` (its timestep spacing and offset
+/// are not used); sigmas from the table there, then 0. It starts from unit-variance noise in
+/// the unscaled space (`init_noise_sigma = 1`). Its boundary-condition scalings (`c_skip`,
+/// `c_out` with `timestep_scaling` 10) are left out: at the timesteps it uses (>= 19) they
+/// move the estimate by < 1e-6 of its size.
+fn lcm(config: &SchedulerConfig, table: &DiscreteSchedule, steps: usize) -> Result<SigmaSchedule> {
+    let n_train = config.num_train_timesteps();
+    let original = config.original_inference_steps.unwrap_or(50);
+    if original == 0 || original > n_train || steps > original {
+        return Err(Error::InvalidSchedule(format!(
+            "LCM: {steps} steps from original_inference_steps = {original} of {n_train} timesteps"
+        )));
+    }
+    let k = n_train / original;
+    let origin: Vec<usize> = (1..=original).rev().map(|i| i * k - 1).collect();
+    // numpy's `linspace(0, original, steps, endpoint=False)`: i * (original / steps).
+    let stride = original as f64 / steps as f64;
+    let timesteps: Vec<f64> = (0..steps)
+        .map(|i| {
+            let index = (i as f64 * stride).floor() as usize;
+            origin[index.min(original - 1)] as f64
+        })
+        .collect();
+    check_timesteps(&timesteps, n_train)?;
+    let mut sigmas: Vec<f64> = timesteps
+        .iter()
+        .map(|&t| table.sigmas()[t as usize])
+        .collect();
+    sigmas.push(0.0);
+    Ok(SigmaSchedule {
+        init_noise_scale: (1.0 + sigmas[0] * sigmas[0]).sqrt(),
+        output_scale: 1.0,
+        sigmas,
+        timesteps,
+        interpolation: Interpolation::Linear,
         convention: NoiseConvention::Diffusers,
         step_targets: None,
         table: table.clone(),
