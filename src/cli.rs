@@ -74,9 +74,11 @@ pub struct LabOptimizeArgs {
     /// Repeats of the randomised strategies (each with its own random stream).
     #[arg(long, default_value_t = 5)]
     pub repeats: usize,
-    /// How close to the best combination found counts as having found it.
-    #[arg(long, default_value_t = 0.02)]
-    pub tolerance: f64,
+    /// How close to the best combination found counts as having found it [default: the
+    /// standard error of a combination's value, measured from the pictures drawn: closer
+    /// than that, the noise conditions cannot tell two combinations apart].
+    #[arg(long)]
+    pub tolerance: Option<f64>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -14,87 +14,192 @@ fn uniform(gen: &mut TorchCpuGenerator) -> f64 {
     f64::from(gen.next_u32() >> 8) / f64::from(1u32 << 24)
 }
 
-/// Thompson sampling with one Gaussian arm per (factor, level): the reward of a combination
-/// is taken as the sum of its levels' effects, each level's mean estimated from the rewards
-/// of the pictures that used it, shrunk towards the mean of all rewards.
+/// Thompson sampling on Taguchi's additive model, fitted jointly: the reward of a combination
+/// is the mean plus one effect per (factor, level); the effects get a Gaussian prior (sd
+/// [`EFFECT_PRIOR_SD`]) and a Bayesian ridge fit over every picture so far, with the noise
+/// estimated from the fit's residuals. A draw samples all effects from the joint posterior
+/// and takes, per factor, the level whose sampled effect is highest. Fitting the factors
+/// jointly (not one level mean at a time) keeps a factor's estimate free of the levels the
+/// other factors happened to be drawn with, which matters once the draws concentrate.
+///
+/// It starts from `warm_start` combinations (the orthogonal array's rows, balanced, so
+/// every effect is seen evenly) before it samples.
 #[derive(Debug, Clone)]
 pub struct FactorBandit {
-    counts: Vec<Vec<usize>>,
-    sums: Vec<Vec<f64>>,
-    rewards: Vec<f64>,
+    levels: Vec<usize>,
+    warm_start: Vec<Vec<usize>>,
+    seen: Vec<(Vec<usize>, f64)>,
 }
 
+/// Prior sd of one level's effect on the reward (rewards are probabilities or shares in
+/// [0, 1]; an effect of 0.3 is large).
+const EFFECT_PRIOR_SD: f64 = 0.3;
+/// The residual sd assumed before there are enough pictures to estimate it (about the
+/// spread of one prompt over seeds on kakusan-mini), and its floor.
+const NOISE_SD_PRIOR: f64 = 0.1;
+const NOISE_SD_FLOOR: f64 = 0.02;
+
 impl FactorBandit {
-    /// `levels[f]` is the number of levels of factor `f`.
-    pub fn new(levels: &[usize]) -> Self {
+    /// `levels[f]` is the number of levels of factor `f`; `warm_start` the combinations
+    /// drawn first, in order.
+    pub fn new(levels: &[usize], warm_start: Vec<Vec<usize>>) -> Self {
         Self {
-            counts: levels.iter().map(|&l| vec![0; l]).collect(),
-            sums: levels.iter().map(|&l| vec![0.0; l]).collect(),
-            rewards: Vec::new(),
+            levels: levels.to_vec(),
+            warm_start,
+            seen: Vec::new(),
         }
     }
 
     pub fn record(&mut self, choice: &[usize], reward: f64) {
-        for (f, &l) in choice.iter().enumerate() {
-            self.counts[f][l] += 1;
-            self.sums[f][l] += reward;
-        }
-        self.rewards.push(reward);
+        self.seen.push((choice.to_vec(), reward));
     }
 
-    /// The mean of every reward so far (0.5 before the first).
-    fn prior_mean(&self) -> f64 {
-        if self.rewards.is_empty() {
+    /// The one-hot column of (factor, level).
+    fn column(&self, f: usize, l: usize) -> usize {
+        self.levels[..f].iter().sum::<usize>() + l
+    }
+
+    /// Posterior mean of the effects, its covariance, and the mean reward.
+    fn posterior(&self) -> (Vec<f64>, Vec<Vec<f64>>, f64) {
+        let p: usize = self.levels.iter().sum();
+        let n = self.seen.len();
+        let mean = if n == 0 {
             0.5
         } else {
-            self.rewards.iter().sum::<f64>() / self.rewards.len() as f64
-        }
-    }
-
-    /// The spread of single rewards (0.5 before there are two; never below 0.02).
-    fn sigma(&self) -> f64 {
-        let n = self.rewards.len();
-        if n < 2 {
-            return 0.5;
-        }
-        let m = self.prior_mean();
-        let var = self.rewards.iter().map(|r| (r - m).powi(2)).sum::<f64>() / (n - 1) as f64;
-        var.sqrt().max(0.02)
-    }
-
-    /// Posterior mean of level `l` of factor `f`: its rewards plus one pseudo-reward at the
-    /// prior mean.
-    fn mean(&self, f: usize, l: usize) -> f64 {
-        (self.sums[f][l] + self.prior_mean()) / (self.counts[f][l] + 1) as f64
-    }
-
-    /// A combination drawn from the posterior: per factor, the level whose sampled mean is
-    /// highest.
-    pub fn sample(&self, gen: &mut TorchCpuGenerator) -> Vec<usize> {
-        let sigma = self.sigma();
-        (0..self.counts.len())
-            .map(|f| {
-                let draws: Vec<f64> = (0..self.counts[f].len())
-                    .map(|l| {
-                        let z = f64::from(gen.randn(&[1])[0]);
-                        let sd = sigma / ((self.counts[f][l] + 1) as f64).sqrt();
-                        self.mean(f, l) + sd * z
-                    })
-                    .collect();
-                argmax(&draws)
+            self.seen.iter().map(|(_, r)| r).sum::<f64>() / n as f64
+        };
+        let rows: Vec<Vec<usize>> = self
+            .seen
+            .iter()
+            .map(|(c, _)| {
+                c.iter()
+                    .enumerate()
+                    .map(|(f, &l)| self.column(f, l))
+                    .collect()
             })
-            .collect()
+            .collect();
+        let fit = |noise_var: f64| {
+            // A = X'X / noise_var + I / prior_var, b = X'(y - mean) / noise_var.
+            let mut a = vec![vec![0.0; p]; p];
+            let mut b = vec![0.0; p];
+            for (cols, (_, r)) in rows.iter().zip(&self.seen) {
+                for &i in cols {
+                    b[i] += (r - mean) / noise_var;
+                    for &j in cols {
+                        a[i][j] += 1.0 / noise_var;
+                    }
+                }
+            }
+            for (i, row) in a.iter_mut().enumerate() {
+                row[i] += 1.0 / (EFFECT_PRIOR_SD * EFFECT_PRIOR_SD);
+            }
+            let cov = invert_spd(&a);
+            let beta: Vec<f64> = cov
+                .iter()
+                .map(|row| row.iter().zip(&b).map(|(c, b)| c * b).sum())
+                .collect();
+            (beta, cov)
+        };
+        let (beta, _) = fit(NOISE_SD_PRIOR * NOISE_SD_PRIOR);
+        // The residual variance of that fit, once there are more pictures than effects'
+        // degrees of freedom (sum of (levels - 1)) plus a few.
+        let dof: usize = self.levels.iter().map(|l| l - 1).sum();
+        let noise_sd = if n > dof + 3 {
+            let rss: f64 = rows
+                .iter()
+                .zip(&self.seen)
+                .map(|(cols, (_, r))| {
+                    let fitted = mean + cols.iter().map(|&i| beta[i]).sum::<f64>();
+                    (r - fitted).powi(2)
+                })
+                .sum();
+            (rss / (n - dof - 1) as f64).sqrt().max(NOISE_SD_FLOOR)
+        } else {
+            NOISE_SD_PRIOR
+        };
+        let (beta, cov) = fit(noise_sd * noise_sd);
+        (beta, cov, mean)
+    }
+
+    /// The next combination: the next warm-start row, else a draw from the posterior.
+    pub fn sample(&self, gen: &mut TorchCpuGenerator) -> Vec<usize> {
+        if let Some(c) = self.warm_start.get(self.seen.len()) {
+            return c.clone();
+        }
+        let (beta, cov, _) = self.posterior();
+        let chol = cholesky(&cov);
+        let z: Vec<f64> = (0..beta.len())
+            .map(|_| f64::from(gen.randn(&[1])[0]))
+            .collect();
+        let draw: Vec<f64> = beta
+            .iter()
+            .enumerate()
+            .map(|(i, b)| b + (0..=i).map(|j| chol[i][j] * z[j]).sum::<f64>())
+            .collect();
+        self.per_factor_best(&draw)
     }
 
     /// The combination with the highest posterior mean of every factor.
     pub fn best(&self) -> Vec<usize> {
-        (0..self.counts.len())
+        let (beta, _, _) = self.posterior();
+        self.per_factor_best(&beta)
+    }
+
+    fn per_factor_best(&self, effects: &[f64]) -> Vec<usize> {
+        (0..self.levels.len())
             .map(|f| {
-                let means: Vec<f64> = (0..self.counts[f].len()).map(|l| self.mean(f, l)).collect();
-                argmax(&means)
+                let start = self.column(f, 0);
+                argmax(&effects[start..start + self.levels[f]])
             })
             .collect()
     }
+}
+
+/// The lower Cholesky factor of a symmetric positive definite matrix (tiny: one row per
+/// factor level). A pivot that rounding made non-positive is taken as 0.
+fn cholesky(a: &[Vec<f64>]) -> Vec<Vec<f64>> {
+    let n = a.len();
+    let mut l = vec![vec![0.0; n]; n];
+    for i in 0..n {
+        for j in 0..=i {
+            let s: f64 = (0..j).map(|k| l[i][k] * l[j][k]).sum();
+            if i == j {
+                l[i][j] = (a[i][i] - s).max(0.0).sqrt();
+            } else if l[j][j] > 0.0 {
+                l[i][j] = (a[i][j] - s) / l[j][j];
+            }
+        }
+    }
+    l
+}
+
+/// The inverse of a symmetric positive definite matrix, by Gauss-Jordan elimination (the
+/// ridge term keeps it well conditioned).
+fn invert_spd(a: &[Vec<f64>]) -> Vec<Vec<f64>> {
+    let n = a.len();
+    let mut m: Vec<Vec<f64>> = a.to_vec();
+    let mut inv: Vec<Vec<f64>> = (0..n)
+        .map(|i| (0..n).map(|j| if i == j { 1.0 } else { 0.0 }).collect())
+        .collect();
+    for col in 0..n {
+        let pivot = m[col][col];
+        for j in 0..n {
+            m[col][j] /= pivot;
+            inv[col][j] /= pivot;
+        }
+        for row in 0..n {
+            if row != col {
+                let factor = m[row][col];
+                if factor != 0.0 {
+                    for j in 0..n {
+                        m[row][j] -= factor * m[col][j];
+                        inv[row][j] -= factor * inv[col][j];
+                    }
+                }
+            }
+        }
+    }
+    inv
 }
 
 /// Random search: a uniformly random level of every factor; recommends the combination with
@@ -178,9 +283,42 @@ mod tests {
     }
 
     #[test]
+    fn inverse_and_cholesky_of_a_small_spd_matrix() {
+        let a = vec![
+            vec![4.0, 2.0, 0.6],
+            vec![2.0, 5.0, 1.0],
+            vec![0.6, 1.0, 3.0],
+        ];
+        let inv = invert_spd(&a);
+        let l = cholesky(&a);
+        for i in 0..3 {
+            for j in 0..3 {
+                let id: f64 = (0..3).map(|k| a[i][k] * inv[k][j]).sum();
+                assert!((id - f64::from(u8::from(i == j))).abs() < 1e-12);
+                let llt: f64 = (0..3).map(|k| l[i][k] * l[j][k]).sum();
+                assert!((llt - a[i][j]).abs() < 1e-12);
+            }
+        }
+    }
+
+    #[test]
+    fn warm_start_rows_come_first() {
+        let rows = vec![vec![0, 1], vec![1, 0]];
+        let mut bandit = FactorBandit::new(&[2, 2], rows.clone());
+        let mut gen = TorchCpuGenerator::new(1);
+        for row in &rows {
+            let c = bandit.sample(&mut gen);
+            assert_eq!(&c, row);
+            bandit.record(&c, 0.5);
+        }
+        let c = bandit.sample(&mut gen);
+        assert!(c[0] < 2 && c[1] < 2);
+    }
+
+    #[test]
     fn thompson_sampling_finds_the_additive_optimum() {
         let levels = [3, 3, 2];
-        let mut bandit = FactorBandit::new(&levels);
+        let mut bandit = FactorBandit::new(&levels, Vec::new());
         let mut gen = TorchCpuGenerator::new(3);
         let mut noise = TorchCpuGenerator::new(4);
         for _ in 0..40 {

@@ -1,10 +1,12 @@
 //! `kakusan lab optimize`: a reward-driven search over the template's factor levels, the
-//! response as the reward. Thompson sampling (an additive bandit) against random search and
-//! the orthogonal array, at the same number of pictures, each randomised strategy repeated;
-//! at checkpoints every strategy's recommended combination is valued by its mean response
-//! over all noise conditions. Writes `optimize.csv` and the reward-per-picture plot
-//! `optimize.png`, and says how many pictures each strategy needed to come within the
-//! tolerance of the best combination found.
+//! response as the reward. Thompson sampling (on the additive model fitted jointly, started
+//! from the orthogonal array's rows) against random search and the orthogonal array, at the
+//! same number of pictures, each randomised strategy repeated; at checkpoints every
+//! strategy's recommended combination is valued by its mean response over all noise
+//! conditions. Writes `optimize.csv` and the reward-per-picture plot `optimize.png`, and says
+//! how many pictures each strategy needed to come within the tolerance of the best
+//! combination found (by default the standard error of a value: two combinations closer
+//! than that cannot be told apart with these noise conditions).
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -152,7 +154,16 @@ pub fn run(args: &LabOptimizeArgs) -> anyhow::Result<()> {
             .bar
             .set_message(format!("{}, repeat {}", METHODS[2], repeat + 1));
         let mut gen = TorchCpuGenerator::new(2000 + repeat as u64);
-        let mut bandit = FactorBandit::new(&levels);
+        // Thompson sampling starts from the orthogonal array's rows (each once, the first
+        // noise condition first), so its first estimates are balanced.
+        let mut warm: Vec<Vec<usize>> = Vec::new();
+        for spec in &array_specs {
+            if !warm.contains(&spec.levels) {
+                warm.push(spec.levels.clone());
+            }
+        }
+        warm.truncate(budget / 2);
+        let mut bandit = FactorBandit::new(&levels, warm);
         for k in 1..=budget {
             let c = bandit.sample(&mut gen);
             let r = oracle.response(&c, (k - 1) % noises)?;
@@ -177,6 +188,16 @@ pub fn run(args: &LabOptimizeArgs) -> anyhow::Result<()> {
         .find(|p| p.value == best)
         .map(|p| p.levels.clone())
         .unwrap_or_default();
+    let tolerance = match args.tolerance {
+        Some(t) => t,
+        None => {
+            let se = oracle.draws.value_standard_error(noises).unwrap_or(0.0);
+            eprintln!(
+                "a combination's value is the mean of {noises} noise conditions: standard error {se:.4} (the tolerance; --tolerance to set it)"
+            );
+            se
+        }
+    };
     write_outputs(oracle.lab, &points, &checkpoints, args.repeats)?;
     print!(
         "{}",
@@ -184,7 +205,7 @@ pub fn run(args: &LabOptimizeArgs) -> anyhow::Result<()> {
             &points,
             best,
             &best_levels,
-            args.tolerance,
+            tolerance,
             args.repeats,
             oracle.lab
         )
@@ -262,7 +283,7 @@ fn summary(
             .unwrap_or_default()
     );
     s.push_str(&format!(
-        "strategy               final value (mean, sd)   pictures to come within {tolerance} of the best\n"
+        "strategy               final value (mean, sd)   pictures to come within {tolerance:.3} of the best\n"
     ));
     let mut needed_by = Vec::new();
     for (m, name) in METHODS.iter().enumerate() {
