@@ -138,19 +138,16 @@ pub fn save_images(
     generation: &Generation,
     dir: &Path,
 ) -> Result<Vec<PathBuf>> {
-    let mut paths = Vec::with_capacity(generation.images.len());
-    for (i, image) in generation.images.iter().enumerate() {
-        let text = parameters_for(model, job, generation, i).to_a1111_string();
-        let fail = |reason: String| PipelineError::Output {
-            path: dir.to_path_buf(),
-            reason,
-        };
-        let bytes = encode_png_with_parameters(image, &text).map_err(|e| fail(e.to_string()))?;
-        let path = write_new_output(dir, job.image_seed(i), "png", &bytes)
-            .map_err(|e| fail(e.to_string()))?;
-        paths.push(path);
-    }
-    Ok(paths)
+    let fail = |reason: String| PipelineError::Output {
+        path: dir.to_path_buf(),
+        reason,
+    };
+    (0..generation.images.len())
+        .map(|i| {
+            let bytes = png_with_parameters(model, job, generation, i).map_err(fail)?;
+            write_new_output(dir, job.image_seed(i), "png", &bytes).map_err(|e| fail(e.to_string()))
+        })
+        .collect()
 }
 
 /// Writes image `i` of `generation` to `path` (PNG with its A1111 parameters), atomically:
@@ -166,13 +163,23 @@ pub fn save_image_to(
         path: path.to_path_buf(),
         reason,
     };
+    let bytes = png_with_parameters(model, job, generation, i).map_err(fail)?;
+    write_atomically(path, &bytes).map_err(|e| fail(e.to_string()))
+}
+
+/// Image `i` of `generation` as PNG bytes with its A1111 parameters (`Err`: why not).
+fn png_with_parameters(
+    model: &StableDiffusion,
+    job: &Job,
+    generation: &Generation,
+    i: usize,
+) -> std::result::Result<Vec<u8>, String> {
     let image = generation
         .images
         .get(i)
-        .ok_or_else(|| fail(format!("the generation has no image {i}")))?;
+        .ok_or_else(|| format!("the generation has no image {i}"))?;
     let text = parameters_for(model, job, generation, i).to_a1111_string();
-    let bytes = encode_png_with_parameters(image, &text).map_err(|e| fail(e.to_string()))?;
-    write_atomically(path, &bytes).map_err(|e| fail(e.to_string()))
+    encode_png_with_parameters(image, &text).map_err(|e| e.to_string())
 }
 
 /// Writes the final latents (`[B, C, h, w]`, f32, before the VAE scaling) as safetensors

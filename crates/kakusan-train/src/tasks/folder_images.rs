@@ -12,6 +12,7 @@
 //! depends only on the step, as the trainer's resume needs.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use image::RgbImage;
 use kakusan_core::rng::TorchCpuGenerator;
@@ -28,6 +29,8 @@ pub struct FolderImages {
     /// Indices into `items`, one per repeat.
     entries: Vec<usize>,
     seed: u64,
+    /// The shuffled order of the epoch asked for last (a batch's pictures share one).
+    order: Mutex<Option<(u64, Arc<Vec<usize>>)>>,
 }
 
 impl FolderImages {
@@ -87,6 +90,7 @@ impl FolderImages {
             items,
             entries,
             seed,
+            order: Mutex::new(None),
         })
     }
 
@@ -119,7 +123,20 @@ impl FolderImages {
 impl CaptionedImages for FolderImages {
     fn get(&self, index: u64) -> (RgbImage, String) {
         let n = self.entries.len() as u64;
-        let order = self.epoch_order(index / n);
+        let epoch = index / n;
+        let order = {
+            // A poisoned lock only means another thread panicked mid-update of this cache:
+            // the value is rebuilt below if it is not this epoch's.
+            let mut cached = self.order.lock().unwrap_or_else(|e| e.into_inner());
+            match &*cached {
+                Some((e, order)) if *e == epoch => order.clone(),
+                _ => {
+                    let order = Arc::new(self.epoch_order(epoch));
+                    *cached = Some((epoch, order.clone()));
+                    order
+                }
+            }
+        };
         let item = order[(index % n) as usize];
         self.items[item].clone()
     }
