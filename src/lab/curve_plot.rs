@@ -29,7 +29,9 @@ pub struct Series {
 }
 
 pub fn render(title: &str, x_label: &str, series: &[Series]) -> RgbImage {
-    let mut img = RgbImage::from_pixel(W, H, Rgb([255; 3]));
+    // The legend goes under the plot, one row per series, so it never hides a curve.
+    let legend_h = 12 * series.len() as u32 + 4;
+    let mut img = RgbImage::from_pixel(W, H + legend_h, Rgb([255; 3]));
     draw_text(&mut img, 8, 8, title, INK);
     let pts = series.iter().flat_map(|s| s.points.iter());
     let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
@@ -87,12 +89,12 @@ pub fn render(title: &str, x_label: &str, series: &[Series]) -> RgbImage {
         for &(x, y) in &s.points {
             square(&mut img, px(x), py(y), 1, colour);
         }
-        let ly = TOP + 4 + 12 * i as u32;
-        for x in W - RIGHT - 200..W - RIGHT - 184 {
+        let ly = H + 12 * i as u32;
+        for x in LEFT..LEFT + 16 {
             img.put_pixel(x, ly + 3, colour);
             img.put_pixel(x, ly + 4, colour);
         }
-        draw_text(&mut img, W - RIGHT - 178, ly, &s.name, colour);
+        draw_text(&mut img, LEFT + 22, ly, &s.name, colour);
     }
     img
 }
@@ -111,15 +113,20 @@ mod tests {
         let img = render("T", "PICTURES", &[s]);
         let ys: Vec<u32> = img
             .enumerate_pixels()
-            .filter(|(x, _, p)| **p == COLOURS[0] && *x < W - RIGHT - 200)
+            .filter(|(_, y, p)| **p == COLOURS[0] && *y < H)
             .map(|(_, y, _)| y)
             .collect();
         let left: Vec<u32> = img
             .enumerate_pixels()
-            .filter(|(x, _, p)| **p == COLOURS[0] && *x <= LEFT + 2)
+            .filter(|(x, y, p)| **p == COLOURS[0] && *x <= LEFT + 2 && *y < H)
             .map(|(_, y, _)| y)
             .collect();
         assert!(!ys.is_empty() && !left.is_empty());
         assert!(ys.iter().min().unwrap() < left.iter().min().unwrap());
+        // The legend sits below the plot.
+        assert_eq!(img.height(), H + 16);
+        assert!(img
+            .enumerate_pixels()
+            .any(|(_, y, p)| *p == COLOURS[0] && y >= H));
     }
 }
