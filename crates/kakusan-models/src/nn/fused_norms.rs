@@ -7,6 +7,7 @@
 
 use super::cpu_f32::contiguous_f32;
 use candle_core::{bail, CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
 
 /// The contiguous f32 values of a CPU tensor (a copy).
 fn values(t: &Tensor) -> Result<Vec<f32>> {
@@ -31,22 +32,36 @@ fn group_backward(
     let (mean, rstd) = moments(x, eps);
     let n = x.len().max(1) as f64;
     let (mut sum_g, mut sum_g_xhat) = (0f64, 0f64);
-    for (i, (&xv, &g)) in x.iter().zip(dy).enumerate() {
-        let ch = first_ch + i / positions;
-        let xhat = (xv as f64 - mean) * rstd;
-        let gv = g as f64;
-        db[ch] += gv;
-        dw[ch] += gv * xhat;
-        let gw = gv * weight[ch] as f64;
-        sum_g += gw;
-        sum_g_xhat += gw * xhat;
+    for (k, (xc, gc)) in x
+        .chunks_exact(positions)
+        .zip(dy.chunks_exact(positions))
+        .enumerate()
+    {
+        let ch = first_ch + k;
+        let (mut s_g, mut s_g_xhat) = (0f64, 0f64);
+        for (&xv, &g) in xc.iter().zip(gc) {
+            let gv = g as f64;
+            s_g += gv;
+            s_g_xhat += gv * ((xv as f64 - mean) * rstd);
+        }
+        db[ch] += s_g;
+        dw[ch] += s_g_xhat;
+        let w = weight[ch] as f64;
+        sum_g += s_g * w;
+        sum_g_xhat += s_g_xhat * w;
     }
     let (mean_g, mean_g_xhat) = (sum_g / n, sum_g_xhat / n);
-    for (i, ((&xv, &g), d)) in x.iter().zip(dy).zip(dx.iter_mut()).enumerate() {
-        let ch = first_ch + i / positions;
-        let xhat = (xv as f64 - mean) * rstd;
-        let gw = g as f64 * weight[ch] as f64;
-        *d = (rstd * (gw - mean_g - xhat * mean_g_xhat)) as f32;
+    for (k, ((xc, gc), dc)) in x
+        .chunks_exact(positions)
+        .zip(dy.chunks_exact(positions))
+        .zip(dx.chunks_exact_mut(positions))
+        .enumerate()
+    {
+        let w = weight[first_ch + k] as f64;
+        for ((&xv, &g), d) in xc.iter().zip(gc).zip(dc.iter_mut()) {
+            let xhat = (xv as f64 - mean) * rstd;
+            *d = (rstd * (g as f64 * w - mean_g - xhat * mean_g_xhat)) as f32;
+        }
     }
 }
 
@@ -112,7 +127,7 @@ impl CustomOp3 for FusedGroupNorm {
         if dims.len() < 2 {
             bail!("fused group norm: input rank {} < 2", dims.len());
         }
-        let (batch, channels) = (dims[0], dims[1]);
+        let channels = dims[1];
         let positions: usize = dims[2..].iter().product();
         if self.groups == 0
             || channels % self.groups != 0
@@ -128,25 +143,29 @@ impl CustomOp3 for FusedGroupNorm {
         }
         let per_group = channels / self.groups;
         let group_len = per_group * positions;
+        let per_item = channels * positions;
         let mut out = vec![0f32; x.len()];
-        for n in 0..batch {
-            for g in 0..self.groups {
-                let start = (n * self.groups + g) * group_len;
-                let (mean, rstd) = moments(&x[start..start + group_len], self.eps);
-                for k in 0..per_group {
-                    let ch = g * per_group + k;
-                    let scale = rstd * weight[ch] as f64;
-                    let shift = (bias[ch] as f64 - mean * scale) as f32;
-                    let scale = scale as f32;
-                    let from = start + k * positions;
-                    let src = &x[from..from + positions];
-                    let dst = &mut out[from..from + positions];
-                    for (d, &v) in dst.iter_mut().zip(src) {
-                        *d = v * scale + shift;
+        // One picture of the batch per task.
+        out.par_chunks_mut(per_item.max(1))
+            .zip(x.par_chunks(per_item.max(1)))
+            .for_each(|(out, x)| {
+                for g in 0..self.groups {
+                    let start = g * group_len;
+                    let (mean, rstd) = moments(&x[start..start + group_len], self.eps);
+                    for k in 0..per_group {
+                        let ch = g * per_group + k;
+                        let scale = rstd * weight[ch] as f64;
+                        let shift = (bias[ch] as f64 - mean * scale) as f32;
+                        let scale = scale as f32;
+                        let from = start + k * positions;
+                        let src = &x[from..from + positions];
+                        let dst = &mut out[from..from + positions];
+                        for (d, &v) in dst.iter_mut().zip(src) {
+                            *d = v * scale + shift;
+                        }
                     }
                 }
-            }
-        }
+            });
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 
@@ -159,28 +178,44 @@ impl CustomOp3 for FusedGroupNorm {
         grad: &Tensor,
     ) -> Result<Grads3> {
         let dims = x.dims();
-        let (batch, channels) = (dims[0], dims[1]);
+        let channels = dims[1];
         let positions: usize = dims[2..].iter().product();
         let per_group = channels / self.groups;
         let group_len = per_group * positions;
         let (xv, dy, w) = (values(x)?, values(grad)?, values(weight)?);
         let mut dx = vec![0f32; xv.len()];
+        let per_item = (channels * positions).max(1);
+        // One picture of the batch per task, each with its own weight and bias gradients,
+        // summed in batch order afterwards (deterministic).
+        let partials: Vec<(Vec<f64>, Vec<f64>)> = dx
+            .par_chunks_mut(per_item)
+            .zip(xv.par_chunks(per_item).zip(dy.par_chunks(per_item)))
+            .map(|(dx, (xv, dy))| {
+                let (mut dw, mut db) = (vec![0f64; channels], vec![0f64; channels]);
+                for g in 0..self.groups {
+                    let range = g * group_len..(g + 1) * group_len;
+                    group_backward(
+                        &xv[range.clone()],
+                        &dy[range.clone()],
+                        &w,
+                        g * per_group,
+                        positions,
+                        self.eps,
+                        &mut dx[range],
+                        &mut dw,
+                        &mut db,
+                    );
+                }
+                (dw, db)
+            })
+            .collect();
         let (mut dw, mut db) = (vec![0f64; channels], vec![0f64; channels]);
-        for n in 0..batch {
-            for g in 0..self.groups {
-                let start = (n * self.groups + g) * group_len;
-                let range = start..start + group_len;
-                group_backward(
-                    &xv[range.clone()],
-                    &dy[range.clone()],
-                    &w,
-                    g * per_group,
-                    positions,
-                    self.eps,
-                    &mut dx[range],
-                    &mut dw,
-                    &mut db,
-                );
+        for (pw, pb) in &partials {
+            for (a, b) in dw.iter_mut().zip(pw) {
+                *a += b;
+            }
+            for (a, b) in db.iter_mut().zip(pb) {
+                *a += b;
             }
         }
         grads(x, weight, dx, dw, db)
