@@ -1,7 +1,10 @@
 //! What the training ops cost, forward + backward, against candle's own composite ops (issue
 //! 8 item 5), on kakusan-mini UNet shapes (batch 32, 16x16 and 8x8 latents). Run by hand:
-//! `cargo test --release -p kakusan-models --test train_op_cost -- --ignored --nocapture
-//! --test-threads=1`; the numbers go in the notes. Each op's loss is `sum(y * r)` for a fixed
+//! `MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=1073741824 cargo test --release -p
+//! kakusan-models --test train_op_cost -- --ignored --nocapture --test-threads=1` (the
+//! environment gives glibc the tuning `kakusan` applies at startup, `src/allocator.rs`;
+//! without it fresh-buffer page faults dominate the element-wise ops); the numbers go in the
+//! notes. Each op's loss is `sum(y * r)` for a fixed
 //! random `r`, so the backward pass carries a dense gradient, as in training.
 
 use std::time::Instant;
