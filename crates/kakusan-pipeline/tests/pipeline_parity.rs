@@ -22,9 +22,9 @@ use serde_json::Value;
 const LATENT_TOL: f64 = 2.5e-5;
 const PIXEL_SHARE: f64 = 0.999;
 
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
-}
+mod common;
+
+use common::{f32_values, fixtures, relative_error};
 
 struct Reference {
     json: Value,
@@ -55,11 +55,7 @@ impl Reference {
 
     fn f32s(&self, name: &str) -> (Vec<usize>, Vec<f32>) {
         let (shape, data) = self.tensor(name);
-        let values = data
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
-        (shape, values)
+        (shape, f32_values(&data))
     }
 }
 
@@ -92,19 +88,6 @@ fn job_for(run: &Value) -> Job {
         clip_skip: 1,
         ..Job::default()
     }
-}
-
-/// max |a - b| / max(1, max |b|).
-fn relative_error(ours: &[f32], reference: &[f32]) -> f64 {
-    assert_eq!(ours.len(), reference.len());
-    let scale = reference
-        .iter()
-        .fold(1.0f64, |m, v| m.max(f64::from(v.abs())));
-    let diff = ours
-        .iter()
-        .zip(reference)
-        .fold(0.0f64, |m, (a, b)| m.max(f64::from((a - b).abs())));
-    diff / scale
 }
 
 fn latents_of(t: &Tensor) -> (Vec<usize>, Vec<f32>) {

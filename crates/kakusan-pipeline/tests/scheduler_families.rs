@@ -15,6 +15,8 @@ use serde_json::Value;
 
 mod common;
 
+use common::{f32_values, relative_error};
+
 const LATENT_TOL: f64 = 2.5e-5;
 
 /// The kakusan sampler a diffusers scheduler class is run with.
@@ -33,19 +35,6 @@ fn sampler_of(scheduler_class: &str) -> Option<&'static str> {
         "DDPMScheduler" => "DDPM",
         _ => return None,
     })
-}
-
-/// max |a - b| / max(1, max |b|).
-fn relative_error(ours: &[f32], reference: &[f32]) -> f64 {
-    assert_eq!(ours.len(), reference.len());
-    let scale = reference
-        .iter()
-        .fold(1.0f64, |m, v| m.max(f64::from(v.abs())));
-    let diff = ours
-        .iter()
-        .zip(reference)
-        .fold(0.0f64, |m, (a, b)| m.max(f64::from((a - b).abs())));
-    diff / scale
 }
 
 /// Every recorded family's error (or why it could not run), by family name.
@@ -87,12 +76,7 @@ fn family_errors() -> Vec<(String, Result<f64, String>)> {
                 let t = tensors
                     .tensor(&format!("family.{name}.final_latents"))
                     .unwrap();
-                let reference: Vec<f32> = t
-                    .data()
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect();
-                relative_error(&ours, &reference)
+                relative_error(&ours, &f32_values(t.data()))
             });
         out.push((name.clone(), result));
     }

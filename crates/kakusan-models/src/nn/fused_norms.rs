@@ -130,7 +130,7 @@ impl CustomOp3 for FusedGroupNorm {
         let channels = dims[1];
         let positions: usize = dims[2..].iter().product();
         if self.groups == 0
-            || channels % self.groups != 0
+            || !channels.is_multiple_of(self.groups)
             || weight.len() != channels
             || bias.len() != channels
         {

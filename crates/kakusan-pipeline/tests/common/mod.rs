@@ -31,3 +31,24 @@ pub fn max_abs(t: &Tensor) -> f32 {
 pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
     max_abs(&(a - b).unwrap())
 }
+
+/// max |a - b| / max(1, max |b|): the whole-run parity tests' error measure.
+pub fn relative_error(ours: &[f32], reference: &[f32]) -> f64 {
+    assert_eq!(ours.len(), reference.len());
+    let scale = reference
+        .iter()
+        .fold(1.0f64, |m, v| m.max(f64::from(v.abs())));
+    let diff = ours
+        .iter()
+        .zip(reference)
+        .fold(0.0f64, |m, (a, b)| m.max(f64::from((a - b).abs())));
+    diff / scale
+}
+
+/// Little-endian f32 values of a tensor's raw bytes (safetensors data).
+pub fn f32_values(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}

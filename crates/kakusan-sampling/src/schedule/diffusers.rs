@@ -201,8 +201,20 @@ fn dpm_solver_multistep(
         _ => 0.0,
     };
     sigmas.push(last);
-    Ok(SigmaSchedule {
-        init_noise_scale: (1.0 + sigmas[0] * sigmas[0]).sqrt(),
+    Ok(unscaled_space_schedule(sigmas, timesteps, table))
+}
+
+/// A schedule of a diffusers scheduler that starts from unit-variance noise in the unscaled
+/// space (`init_noise_sigma = 1`, i.e. `noise * sqrt(1 + sigma_0^2)` in k-diffusion scaling)
+/// and returns its last sample unscaled (`x / sqrt(1 + sigma_last^2)`).
+fn unscaled_space_schedule(
+    sigmas: Vec<f64>,
+    timesteps: Vec<f64>,
+    table: &DiscreteSchedule,
+) -> SigmaSchedule {
+    let (first, last) = (sigmas[0], sigmas[sigmas.len() - 1]);
+    SigmaSchedule {
+        init_noise_scale: (1.0 + first * first).sqrt(),
         output_scale: 1.0 / (1.0 + last * last).sqrt(),
         sigmas,
         timesteps,
@@ -210,7 +222,7 @@ fn dpm_solver_multistep(
         convention: NoiseConvention::Diffusers,
         step_targets: None,
         table: table.clone(),
-    })
+    }
 }
 
 fn euler_family(
@@ -333,16 +345,7 @@ fn lcm(config: &SchedulerConfig, table: &DiscreteSchedule, steps: usize) -> Resu
         .map(|&t| table.sigmas()[t as usize])
         .collect();
     sigmas.push(0.0);
-    Ok(SigmaSchedule {
-        init_noise_scale: (1.0 + sigmas[0] * sigmas[0]).sqrt(),
-        output_scale: 1.0,
-        sigmas,
-        timesteps,
-        interpolation: Interpolation::Linear,
-        convention: NoiseConvention::Diffusers,
-        step_targets: None,
-        table: table.clone(),
-    })
+    Ok(unscaled_space_schedule(sigmas, timesteps, table))
 }
 
 fn ddim(
