@@ -24,7 +24,7 @@ const PIXEL_SHARE: f64 = 0.999;
 
 mod common;
 
-use common::{f32_values, fixtures, relative_error};
+use common::{f32_values, fixtures, recorded_job, relative_error};
 
 struct Reference {
     json: Value,
@@ -170,13 +170,6 @@ fn check_k_diffusion_euler(model_name: &str, model: &StableDiffusion, label: &st
     let reference = Reference::load(model_name);
     let run = &reference.json["k_diffusion"]["runs"]["euler_normal"];
     let job = Job {
-        prompt: run["prompt"].as_str().unwrap().into(),
-        negative_prompt: run["negative_prompt"].as_str().unwrap().into(),
-        seed: run["seed"].as_u64().unwrap(),
-        steps: run["steps"].as_u64().unwrap() as usize,
-        cfg_scale: run["guidance_scale"].as_f64().unwrap(),
-        width: run["width"].as_u64().unwrap() as usize,
-        height: run["height"].as_u64().unwrap() as usize,
         batch_size: 1,
         sampler: "Euler".into(),
         schedule: ScheduleKind::Normal,
@@ -185,7 +178,7 @@ fn check_k_diffusion_euler(model_name: &str, model: &StableDiffusion, label: &st
         init_image: None,
         strength: 1.0,
         clip_skip: 1,
-        ..Job::default()
+        ..recorded_job(run)
     };
     let generation = model.generate(&job, &mut |_| {}).unwrap();
     let (shape, expected) = reference.f32s("kdiff.run.euler_normal.final_latents");

@@ -15,7 +15,7 @@ use serde_json::Value;
 
 mod common;
 
-use common::{f32_values, relative_error};
+use common::{f32_values, recorded_job, relative_error};
 
 const LATENT_TOL: f64 = 2.5e-5;
 
@@ -57,16 +57,9 @@ fn family_errors() -> Vec<(String, Result<f64, String>)> {
             continue;
         };
         let job = Job {
-            prompt: run["prompt"].as_str().unwrap().into(),
-            negative_prompt: run["negative_prompt"].as_str().unwrap().into(),
-            seed: run["seed"].as_u64().unwrap(),
-            steps: run["steps"].as_u64().unwrap() as usize,
-            cfg_scale: run["guidance_scale"].as_f64().unwrap(),
-            width: run["width"].as_u64().unwrap() as usize,
-            height: run["height"].as_u64().unwrap() as usize,
             sampler: sampler.into(),
             schedule: ScheduleKind::Model,
-            ..Job::default()
+            ..recorded_job(run)
         };
         let result = model
             .generate(&job, &mut |_| {})

@@ -193,10 +193,14 @@ impl Node {
     }
 }
 
+/// The torch seed of node `parent`'s split noise (torchsde's spawn key: key and depth).
+fn node_seed(seed: &SeedSequence, parent: &Node) -> u64 {
+    u64::from(seed.generate_state(&[parent.key, parent.depth], 4)[0])
+}
+
 /// The split noise of node `parent` of the tree seeded with `seed`.
 fn draw_split_noise(seed: &SeedSequence, parent: &Node, shape: &[usize]) -> Vec<f32> {
-    let state = seed.generate_state(&[parent.key, parent.depth], 4)[0];
-    TorchCpuGenerator::new(state as u64).randn(shape)
+    TorchCpuGenerator::new(node_seed(seed, parent)).randn(shape)
 }
 
 /// Split noises drawn together: their generators are seeded side by side.
@@ -211,7 +215,7 @@ fn draw_split_noises(
 ) -> Vec<((u64, u64), Vec<f32>)> {
     let mut seeds = [0u64; SEED_LANES];
     for (s, n) in seeds.iter_mut().zip(nodes) {
-        *s = u64::from(seed.generate_state(&[n.key, n.depth], 4)[0]);
+        *s = node_seed(seed, n);
     }
     let generators = TorchCpuGenerator::new_many(seeds);
     nodes
@@ -231,7 +235,7 @@ pub struct BrownianTree {
     shape: Vec<usize>,
     root_w: Vec<f32>,
     cache: HashMap<(u64, u64), Vec<f32>>,
-    /// Split noises drawn ahead (in parallel) for the current query.
+    /// Split noises drawn ahead for the current query.
     drawn: HashMap<(u64, u64), Vec<f32>>,
 }
 
@@ -274,9 +278,10 @@ impl BrownianTree {
         draw_split_noise(&self.seed, parent, &self.shape)
     }
 
-    /// Draws, in parallel, the split noises the paths will need (every parent of a node
-    /// whose increment is not cached yet). Each is an independent torch generator, so the
-    /// result is the same as drawing them one by one.
+    /// Draws the split noises the paths will need (every parent of a node whose increment is
+    /// not cached yet), in groups seeded side by side, on several threads when they are
+    /// large. Each is an independent torch generator, so the result is the same as drawing
+    /// them one by one.
     fn draw_ahead(&mut self, paths: &[Vec<Node>]) {
         let mut needed: Vec<Node> = Vec::new();
         for path in paths {
@@ -401,7 +406,7 @@ impl BrownianTree {
                 Some(acc) => acc.iter().zip(&w).map(|(a, b)| a + b).collect(),
             });
         }
-        // Anything drawn ahead and not used (a thread that failed leaves nothing) is dropped.
+        // Anything drawn ahead and not used is dropped.
         self.drawn.clear();
         total.unwrap_or_else(|| vec![0.0; self.len])
     }

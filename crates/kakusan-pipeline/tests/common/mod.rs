@@ -52,3 +52,19 @@ pub fn f32_values(bytes: &[u8]) -> Vec<f32> {
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
         .collect()
 }
+
+/// The job of a recorded reference run (a fixture JSON object with `prompt`,
+/// `negative_prompt`, `seed`, `steps`, `guidance_scale`, `width`, `height`); everything else
+/// at `Job`'s defaults, for the caller to set (sampler, schedule, ...).
+pub fn recorded_job(run: &serde_json::Value) -> kakusan_pipeline::Job {
+    kakusan_pipeline::Job {
+        prompt: run["prompt"].as_str().unwrap().into(),
+        negative_prompt: run["negative_prompt"].as_str().unwrap().into(),
+        seed: run["seed"].as_u64().unwrap(),
+        steps: run["steps"].as_u64().unwrap() as usize,
+        cfg_scale: run["guidance_scale"].as_f64().unwrap(),
+        width: run["width"].as_u64().unwrap() as usize,
+        height: run["height"].as_u64().unwrap() as usize,
+        ..kakusan_pipeline::Job::default()
+    }
+}
