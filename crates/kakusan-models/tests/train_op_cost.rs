@@ -107,3 +107,112 @@ fn training_ops_against_candle_composites() {
         cost(&scores, &|x| candle_nn::ops::softmax(x, D::Minus1)),
     );
 }
+
+/// Where a training convolution's time goes: its three matrix products (as candle runs
+/// them: forward, weight gradient against the transposed patch matrix, patch gradient with
+/// the transposed weight) and the patch copies, at [32, 64, 16, 16] with a 3x3 kernel.
+#[test]
+#[ignore]
+fn training_convolution_parts() {
+    use kakusan_models::nn::{Col2Im, Im2Col, Patches};
+    let (b, c, hw) = (32usize, 64usize, 16usize);
+    let n = b * hw * hw;
+    let k = c * 9;
+    let gflop = |ms: f64, m: usize, kk: usize, nn: usize| 2.0 * (m * kk * nn) as f64 / ms / 1e6;
+    let w = randn(&[c, k], 1);
+    let cols = randn(&[k, n], 2);
+    let dy = randn(&[c, n], 3);
+    let t = time(|| w.matmul(&cols).map(drop));
+    eprintln!(
+        "forward  W[{c},{k}] @ cols[{k},{n}]: {:.2} ms, {:.0} GFLOP/s",
+        t * 1e3,
+        gflop(t * 1e3, c, k, n)
+    );
+    let t = time(|| cols.t()?.matmul(&w.t()?).map(drop));
+    eprintln!(
+        "forward as cols^T @ W^T: {:.2} ms, {:.0} GFLOP/s",
+        t * 1e3,
+        gflop(t * 1e3, c, k, n)
+    );
+    let cols_nk = cols.t().unwrap().contiguous().unwrap();
+    let t = time(|| cols_nk.matmul(&w.t()?).map(drop));
+    eprintln!(
+        "forward as colsNK @ W^T: {:.2} ms, {:.0} GFLOP/s",
+        t * 1e3,
+        gflop(t * 1e3, c, k, n)
+    );
+    let t = time(|| w.matmul(&cols_nk.t()?).map(drop));
+    eprintln!(
+        "forward as W @ colsNK^T: {:.2} ms, {:.0} GFLOP/s",
+        t * 1e3,
+        gflop(t * 1e3, c, k, n)
+    );
+    let t = time(|| cols.matmul(&dy.t()?).map(drop));
+    eprintln!(
+        "dW^T     cols @ dY^T: {:.2} ms, {:.0} GFLOP/s",
+        t * 1e3,
+        gflop(t * 1e3, c, n, k)
+    );
+    let cols_t = cols.t().unwrap();
+    let t = time(|| dy.matmul(&cols_t).map(drop));
+    eprintln!(
+        "dW       dY @ cols^T: {:.2} ms, {:.0} GFLOP/s",
+        t * 1e3,
+        gflop(t * 1e3, c, n, k)
+    );
+    let w_t = w.t().unwrap();
+    let t = time(|| w_t.matmul(&dy).map(drop));
+    eprintln!(
+        "dcols    W^T @ dY: {:.2} ms, {:.0} GFLOP/s",
+        t * 1e3,
+        gflop(t * 1e3, k, c, n)
+    );
+    let p = Patches {
+        channels: c,
+        height: hw,
+        width: hw,
+        kernel: 3,
+        stride: 1,
+        padding: 1,
+    };
+    let x = randn(&[b, c, hw, hw], 4);
+    let t = time(|| x.apply_op1(Im2Col(p)).map(drop));
+    eprintln!("im2col: {:.2} ms", t * 1e3);
+    let t = time(|| cols.apply_op1(Col2Im(p)).map(drop));
+    eprintln!("col2im: {:.2} ms", t * 1e3);
+    let y = randn(&[c, b, hw * hw], 5);
+    let t = time(|| y.transpose(0, 1)?.contiguous().map(drop));
+    eprintln!("output transpose copy: {:.2} ms", t * 1e3);
+}
+
+/// The three products of one picture's convolution at [64, 16, 16], 3x3 (run with
+/// `RAYON_NUM_THREADS=1`: single-threaded GEMM), with the patch matrix as [K, HW] (KN) or
+/// [HW, K] (NK).
+#[test]
+#[ignore]
+fn per_picture_convolution_products() {
+    let (c, hw) = (64usize, 256usize);
+    let k = c * 9;
+    let flop = 2.0 * (c * k * hw) as f64;
+    let w = randn(&[c, k], 1);
+    let kn = randn(&[k, hw], 2);
+    let nk = kn.t().unwrap().contiguous().unwrap();
+    let dy = randn(&[c, hw], 3);
+    let rate = |name: &str, t: f64| {
+        eprintln!(
+            "{name:<40} {:7.3} ms {:5.0} GFLOP/s",
+            t * 1e3,
+            flop / t / 1e9
+        )
+    };
+    rate("fwd KN  W @ cols", time(|| w.matmul(&kn).map(drop)));
+    rate("fwd NK  W @ cols^T", time(|| w.matmul(&nk.t()?).map(drop)));
+    rate("fwd NK' cols @ W^T", time(|| nk.matmul(&w.t()?).map(drop)));
+    rate(
+        "dW KN   dY @ cols^T",
+        time(|| dy.matmul(&kn.t()?).map(drop)),
+    );
+    rate("dW NK   dY @ cols", time(|| dy.matmul(&nk).map(drop)));
+    rate("dcols KN W^T @ dY", time(|| w.t()?.matmul(&dy).map(drop)));
+    rate("dcols NK dY^T @ W", time(|| dy.t()?.matmul(&w).map(drop)));
+}

@@ -1,14 +1,16 @@
 //! A 2-D convolution loaded from diffusers weights (`weight` [out, in, k, k] and `bias`),
 //! as `torch.nn.Conv2d(in, out, kernel, stride, padding)`.
 //!
-//! Inference runs candle's conv2d. When gradients are being tracked (training), the
-//! convolution is computed as `weight @ im2col(x)` (see `im2col.rs`), whose backward pass
-//! is two matrix products instead of candle's slow transposed-convolution loop.
+//! When gradients are being tracked on the CPU in f32 (training), the convolution is one
+//! custom op with an analytic backward that works picture by picture (`conv2d_op.rs`).
+//! CPU f32 inference computes `weight @ im2col(x)` over the whole batch (`im2col.rs`) while
+//! the patch matrix is small enough, and candle's conv2d otherwise (and on other devices).
 
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 
 use super::channel_bias::add_channel_bias;
+use super::conv2d_op::Conv2dOp;
 use super::im2col::{Im2Col, Patches};
 
 /// The largest patch matrix (bytes) the inference path builds before handing the
@@ -62,16 +64,19 @@ impl Conv2d {
         &self.weight
     }
 
-    /// Whether to run `weight @ im2col(x)`: always when training on the CPU in f32 (its
-    /// backward pass is GEMM), and for CPU f32 inference while the patch matrix stays
+    /// Whether this is CPU f32 training: gradients tracked through `x` or the weight.
+    fn training_path(&self, x: &Tensor) -> bool {
+        x.device().is_cpu()
+            && x.dtype() == candle_core::DType::F32
+            && (x.track_op() || self.weight.track_op())
+    }
+
+    /// Whether to run `weight @ im2col(x)` (CPU f32 inference): while the patch matrix stays
     /// under [`IM2COL_INFERENCE_LIMIT`] (faster than candle's conv2d there; candle's own
     /// tiling bounds the memory of the big convolutions of 512x512 decodes).
     fn im2col_path(&self, x: &Tensor) -> bool {
         if !x.device().is_cpu() || x.dtype() != candle_core::DType::F32 {
             return false;
-        }
-        if x.track_op() || self.weight.track_op() {
-            return true;
         }
         let (Ok((b, _, h, w)), Ok((_, cin, k, _))) = (x.dims4(), self.weight.dims4()) else {
             return false;
@@ -119,6 +124,17 @@ impl Conv2d {
 
 impl Module for Conv2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if self.training_path(x) {
+            let op = Conv2dOp {
+                stride: self.stride,
+                padding: self.padding,
+            };
+            return x.contiguous()?.apply_op3(
+                &self.weight.contiguous()?,
+                &self.bias.contiguous()?,
+                op,
+            );
+        }
         if self.im2col_path(x) {
             return self.forward_im2col(x);
         }
@@ -133,8 +149,23 @@ mod tests {
     use super::*;
     use candle_core::{DType, Device, Var};
 
-    /// The im2col path against candle's conv2d, forward and all three gradients.
+    /// Both CPU paths (the training op and inference's `weight @ im2col(x)`, here with
+    /// gradients too) against candle's conv2d, forward and all three gradients.
     fn check(c: usize, cout: usize, k: usize, stride: usize, padding: usize, hw: (usize, usize)) {
+        for training_op in [true, false] {
+            check_path(c, cout, k, stride, padding, hw, training_op);
+        }
+    }
+
+    fn check_path(
+        c: usize,
+        cout: usize,
+        k: usize,
+        stride: usize,
+        padding: usize,
+        hw: (usize, usize),
+        training_op: bool,
+    ) {
         let dev = Device::Cpu;
         let x =
             Var::from_tensor(&Tensor::randn(0f32, 1.0, (2, c, hw.0, hw.1), &dev).unwrap()).unwrap();
@@ -147,7 +178,12 @@ mod tests {
             stride,
             padding,
         };
-        let ours = conv.forward_im2col(x.as_tensor()).unwrap();
+        let ours = if training_op {
+            assert!(conv.training_path(x.as_tensor()));
+            conv.forward(x.as_tensor()).unwrap()
+        } else {
+            conv.forward_im2col(x.as_tensor()).unwrap()
+        };
         let theirs = x
             .as_tensor()
             .conv2d(w.as_tensor(), padding, stride, 1, 1)
@@ -167,7 +203,10 @@ mod tests {
         // f32 sums of at most c*k*k*2 products in another order: 1e-5 of the magnitude.
         let close = |a: &Tensor, b: &Tensor, what: &str| {
             let d = max(&(a - b).unwrap());
-            assert!(d <= 1e-5 * max(b).max(1.0), "{what}: {d}");
+            assert!(
+                d <= 1e-5 * max(b).max(1.0),
+                "{what} (op {training_op}): {d}"
+            );
         };
         close(&ours, &theirs, "forward");
         for (name, v) in [("x", &x), ("weight", &w), ("bias", &bias)] {
@@ -190,6 +229,62 @@ mod tests {
         check(6, 4, 1, 1, 0, (5, 5));
     }
 
+    /// The training op over a batch that does not split evenly between tasks, with and
+    /// without a gradient for the input (the first layer's input carries none): the weight
+    /// and bias gradients against candle's conv2d, the input gradient only when asked for.
+    #[test]
+    fn training_op_uneven_batches_and_untracked_input() {
+        let dev = Device::Cpu;
+        for track_input in [true, false] {
+            let x0 = Tensor::randn(0f32, 1.0, (5, 3, 6, 5), &dev).unwrap();
+            let xv = Var::from_tensor(&x0).unwrap();
+            let x = if track_input {
+                xv.as_tensor().clone()
+            } else {
+                x0.clone()
+            };
+            let w =
+                Var::from_tensor(&Tensor::randn(0f32, 0.3, (4, 3, 3, 3), &dev).unwrap()).unwrap();
+            let bias = Var::from_tensor(&Tensor::randn(0f32, 0.3, 4, &dev).unwrap()).unwrap();
+            let conv = Conv2d {
+                weight: w.as_tensor().clone(),
+                bias: bias.as_tensor().clone(),
+                stride: 1,
+                padding: 1,
+            };
+            let ours = conv.forward(&x).unwrap();
+            let theirs = x
+                .conv2d(w.as_tensor(), 1, 1, 1, 1)
+                .unwrap()
+                .broadcast_add(&bias.as_tensor().reshape((1, 4, 1, 1)).unwrap())
+                .unwrap();
+            let r = Tensor::randn(0f32, 1.0, ours.dims(), &dev).unwrap();
+            let loss = |y: &Tensor| (y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+            let (go, gt) = (loss(&ours), loss(&theirs));
+            let max =
+                |t: &Tensor| -> f32 { t.abs().unwrap().max_all().unwrap().to_scalar().unwrap() };
+            for v in [&w, &bias] {
+                let (a, b) = (
+                    go.get(v.as_tensor()).unwrap(),
+                    gt.get(v.as_tensor()).unwrap(),
+                );
+                let d = max(&(a - b).unwrap());
+                assert!(
+                    d <= 1e-5 * max(b).max(1.0),
+                    "track_input {track_input}: {d}"
+                );
+            }
+            assert_eq!(go.get(xv.as_tensor()).is_some(), track_input);
+            if track_input {
+                let (a, b) = (
+                    go.get(xv.as_tensor()).unwrap(),
+                    gt.get(xv.as_tensor()).unwrap(),
+                );
+                assert!(max(&(a - b).unwrap()) <= 1e-5 * max(b).max(1.0));
+            }
+        }
+    }
+
     #[test]
     fn inference_path_choice() {
         let dev = Device::Cpu;
@@ -197,6 +292,7 @@ mod tests {
         let conv = conv2d(2, 3, 3, 1, 1, vb).unwrap();
         let x = Tensor::ones((1, 2, 4, 4), DType::F32, &dev).unwrap();
         assert!(conv.im2col_path(&x));
+        assert!(!conv.training_path(&x));
         assert!(!conv.im2col_path(&x.to_dtype(DType::F64).unwrap()));
         let big = Tensor::zeros((1, 2, 2048, 2048), DType::F32, &dev).unwrap();
         assert!(!conv.im2col_path(&big));

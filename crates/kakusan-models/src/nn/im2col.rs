@@ -59,7 +59,7 @@ impl Patches {
     /// For row `r` (channel, ki, kj), each run of output positions that reads inside the
     /// picture: `f(first column, first input index, length)`; the run's input indices step
     /// by `stride`.
-    fn for_each_run(&self, r: usize, mut f: impl FnMut(usize, usize, usize)) {
+    pub(crate) fn for_each_run(&self, r: usize, mut f: impl FnMut(usize, usize, usize)) {
         let k = self.kernel;
         let (c, ki, kj) = (r / (k * k), (r / k) % k, r % k);
         let (ho, wo) = (self.out_height(), self.out_width());
@@ -76,6 +76,27 @@ impl Patches {
             let src = (c * self.height + y as usize) * self.width + x;
             f(oy * wo + columns.start, src, columns.len());
         }
+    }
+}
+
+/// `dst[i] = src[i * stride]`: one run of taps into a patch-matrix row.
+pub(crate) fn gather_run(dst: &mut [f32], src: &[f32], stride: usize) {
+    if stride == 1 {
+        dst.copy_from_slice(&src[..dst.len()]);
+    } else {
+        let taps = src.iter().step_by(stride);
+        dst.iter_mut().zip(taps).for_each(|(d, s)| *d = *s);
+    }
+}
+
+/// `dst[i * stride] += from[i]`: one run of a patch-matrix row summed back into a picture.
+pub(crate) fn scatter_add_run(dst: &mut [f32], from: &[f32], stride: usize) {
+    if stride == 1 {
+        let to = &mut dst[..from.len()];
+        to.iter_mut().zip(from).for_each(|(d, s)| *d += s);
+    } else {
+        let to = dst.iter_mut().step_by(stride);
+        to.zip(from).for_each(|(d, s)| *d += s);
     }
 }
 
@@ -106,13 +127,7 @@ impl CustomOp1 for Im2Col {
             let (r, b) = (i / batch, i % batch);
             let img = &x[b * image_len..(b + 1) * image_len];
             p.for_each_run(r, |col, src, len| {
-                let dst = &mut dst[col..col + len];
-                if p.stride == 1 {
-                    dst.copy_from_slice(&img[src..src + len]);
-                } else {
-                    let taps = img[src..].iter().step_by(p.stride);
-                    dst.iter_mut().zip(taps).for_each(|(d, s)| *d = *s);
-                }
+                gather_run(&mut dst[col..col + len], &img[src..], p.stride);
             });
         });
         Ok((CpuStorage::F32(out), Shape::from((rows, batch * cols))))
@@ -148,15 +163,7 @@ impl CustomOp1 for Col2Im {
                 let start = (r * batch + b) * cols;
                 let src = &cols_data[start..start + cols];
                 p.for_each_run(r, |col, at, len| {
-                    let at = at - c * plane;
-                    let from = &src[col..col + len];
-                    if p.stride == 1 {
-                        let to = &mut dst[at..at + len];
-                        to.iter_mut().zip(from).for_each(|(d, s)| *d += s);
-                    } else {
-                        let to = dst[at..].iter_mut().step_by(p.stride);
-                        to.zip(from).for_each(|(d, s)| *d += s);
-                    }
+                    scatter_add_run(&mut dst[at - c * plane..], &src[col..col + len], p.stride);
                 });
             }
         });
