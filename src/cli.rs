@@ -200,6 +200,10 @@ pub struct EvalArgs {
     /// one-object pictures.
     #[arg(long)]
     pub reconstruct: Option<PathBuf>,
+    /// Draw every object of the prompt set as this glyph (a shape word or a digit), e.g.
+    /// `moon`, the novel shape the base model never saw, to measure a fine-tune.
+    #[arg(long)]
+    pub glyph: Option<String>,
     /// Exit with an error when one-object adherence misses kakusan-mini's targets
     /// (colour 90 %, shape/digit 85 %, position 85 %, background 90 %).
     #[arg(long)]
@@ -245,7 +249,8 @@ pub struct TrainArgs {
     #[arg(long)]
     pub steps: Option<u64>,
     /// Start from trained weights instead of a fresh initialisation (fine-tuning, or
-    /// continuing from an exported intermediate): a VAE folder for `vae`, a diffusers model
+    /// continuing from an exported intermediate): a VAE folder for `vae`, a classifier folder
+    /// for `classifier` (its heads may have fewer classes: new glyphs start fresh), a diffusers model
     /// folder for `unet` (also `--from`; its own `vae/` and `tokenizer/` are then used).
     /// Ignored when --resume finds a checkpoint.
     #[arg(long, visible_alias = "from")]
@@ -260,6 +265,37 @@ pub struct TrainArgs {
 pub enum DatasetCommand {
     /// Write a grid of procedural pictures with their captions.
     Preview(DatasetPreviewArgs),
+    /// Write procedural pictures with `.txt` captions into a folder (the layout `kakusan
+    /// train unet --data` and kohya read): e.g. the novel shape for a fine-tuning demo.
+    Folder(DatasetFolderArgs),
+}
+
+/// What procedural data to draw.
+#[derive(Debug, Args)]
+pub struct DataChoiceArgs {
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Draw the held-out attribute combinations instead of the training ones.
+    #[arg(long)]
+    pub held_out: bool,
+    /// Share of objects drawn as a novel glyph (the crescent `moon`, which the built-in
+    /// model's training data never had); 1 draws only novel glyphs.
+    #[arg(long, default_value_t = 0.0)]
+    pub novel_glyphs: f32,
+    /// Share of two-object scenes.
+    #[arg(long, default_value_t = 0.25)]
+    pub two_object_fraction: f32,
+}
+
+#[derive(Debug, Args)]
+pub struct DatasetFolderArgs {
+    /// The folder to write (created if missing; existing files are never replaced).
+    #[arg(long, short = 'o')]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = 200)]
+    pub count: usize,
+    #[command(flatten)]
+    pub data: DataChoiceArgs,
 }
 
 #[derive(Debug, Args)]
@@ -267,15 +303,12 @@ pub struct DatasetPreviewArgs {
     /// The PNG to write.
     #[arg(long, short = 'o', default_value = "dataset-preview.png")]
     pub out: PathBuf,
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
     #[arg(long, default_value_t = 24)]
     pub count: usize,
     #[arg(long, default_value_t = 6)]
     pub columns: usize,
-    /// Show the held-out attribute combinations instead of the training ones.
-    #[arg(long)]
-    pub held_out: bool,
+    #[command(flatten)]
+    pub data: DataChoiceArgs,
 }
 
 /// Where the model comes from and how it runs.

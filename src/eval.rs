@@ -30,7 +30,10 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     }
     let mut model = load_model(&args.model)?;
     let (width, height) = model.default_size();
-    let cases = held_out_cases(args.count, args.seed)?;
+    let mut cases = held_out_cases(args.count, args.seed)?;
+    if let Some(glyph) = chosen_glyph(&args)? {
+        cases = kakusan_eval::with_glyph(cases, glyph);
+    }
 
     let bar = ProgressBar::new(cases.len() as u64).with_style(
         ProgressStyle::with_template(
@@ -98,6 +101,21 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     report(&adherence, &grid, &args)
 }
 
+/// The glyph of `--glyph`, if given.
+fn chosen_glyph(args: &EvalArgs) -> anyhow::Result<Option<kakusan_data::Glyph>> {
+    let Some(name) = &args.glyph else {
+        return Ok(None);
+    };
+    let glyph = kakusan_data::Glyph::from_name(name).with_context(|| {
+        let names: Vec<&str> = kakusan_data::Glyph::EVALUATED
+            .iter()
+            .map(|g| g.name())
+            .collect();
+        format!("--glyph {name:?}: not a glyph; one of {}", names.join(", "))
+    })?;
+    Ok(Some(glyph))
+}
+
 /// How well the evaluator reads a VAE's reconstructions of held-out one-object pictures:
 /// the VAE's quality gate before a UNet is trained on its latents.
 fn reconstruction(
@@ -111,9 +129,19 @@ fn reconstruction(
     let mut adherence = Adherence::default();
     let mut grid = Vec::new();
     let mut l1 = 0f64;
+    let glyph = chosen_glyph(args)?;
+    let sample = |i: usize| {
+        let mut s = data.sample(i as u64);
+        if let Some(glyph) = glyph {
+            s.scene.objects.iter_mut().for_each(|o| o.glyph = glyph);
+            s.image = kakusan_data::render(&s.scene, 64);
+            s.caption = kakusan_data::canonical_prompt(&s.scene);
+        }
+        s
+    };
     for start in (0..args.count).step_by(16) {
         let n = 16.min(args.count - start);
-        let samples: Vec<Sample> = (start..start + n).map(|i| data.sample(i as u64)).collect();
+        let samples: Vec<Sample> = (start..start + n).map(sample).collect();
         let images: Vec<_> = samples.iter().map(|s| s.image.clone()).collect();
         let x = kakusan_core::image_io::images_to_tensor(&images)?;
         let z = vae.encode(&x)?.mode().clone();

@@ -236,6 +236,7 @@ fn train_classifier(args: &TrainArgs) -> anyhow::Result<()> {
         &args.out,
         args.resume,
         args.steps,
+        args.init.as_deref(),
         &mut |r| {
             bar.set_length(r.total);
             bar.set_position(r.step);

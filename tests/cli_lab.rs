@@ -144,8 +144,13 @@ fn runs_resumes_without_redrawing_and_confirms() {
         .output()
         .unwrap();
     let built = ok(&built);
+    // One feature per class of every head (the evaluator's probabilities).
+    let features: usize = kakusan_eval::Attribute::ALL
+        .iter()
+        .map(|a| a.classes())
+        .sum();
     assert!(
-        built.contains("unit space of 10 pictures, 48 features"),
+        built.contains(&format!("unit space of 10 pictures, {features} features")),
         "{built}"
     );
     let scored = Command::new(env!("CARGO_BIN_EXE_kakusan"))

@@ -24,6 +24,10 @@ fn ok(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+fn s(p: &Path) -> String {
+    p.to_str().unwrap().to_string()
+}
+
 fn write_configs(dir: &Path) -> (PathBuf, PathBuf) {
     let mini = root().join("training/kakusan-mini");
     let trainer =
@@ -58,7 +62,6 @@ fn train_both_stages_then_generate_with_the_export() {
     let tmp = tempfile::tempdir().unwrap();
     let (vae_toml, unet_toml) = write_configs(tmp.path());
     let vae_out = tmp.path().join("vae-run");
-    let s = |p: &Path| p.to_str().unwrap().to_string();
 
     let out = ok(&kakusan(&[
         "train",
@@ -197,6 +200,25 @@ fn train_both_stages_then_generate_with_the_export() {
         assert!(out.contains(word), "{word} missing in {out}");
     }
     assert!(image::open(&grid).is_ok());
+    // The same prompt set drawn as one glyph (the novel moon of a fine-tuning demo); an
+    // unknown glyph is a clear error.
+    ok(&kakusan(&[
+        "eval",
+        "--model",
+        &s(&model),
+        "--count",
+        "2",
+        "--steps",
+        "2",
+        "--glyph",
+        "moon",
+        "--grid",
+        &s(&grid),
+    ]));
+    let bad = kakusan(&["eval", "--model", &s(&model), "--glyph", "hexagon"]);
+    assert_eq!(bad.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("not a glyph") && err.contains("moon"), "{err}");
     // Fine-tuning the export on a folder of pictures with captions (kohya layout).
     let data = tmp.path().join("data");
     std::fs::create_dir_all(data.join("2_hexagon")).unwrap();
@@ -262,4 +284,39 @@ fn train_both_stages_then_generate_with_the_export() {
         "--resume",
     ]));
     assert!(out.contains("finished: step 2 of 2"), "{out}");
+}
+
+#[test]
+fn dataset_folder_writes_captioned_novel_glyphs_and_never_overwrites() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("moons");
+    let args = [
+        "dataset",
+        "folder",
+        "--out",
+        &s(&dir),
+        "--count",
+        "3",
+        "--novel-glyphs",
+        "1",
+        "--two-object-fraction",
+        "0",
+    ];
+    let out = ok(&kakusan(&args));
+    assert!(out.contains("3 pictures"), "{out}");
+    for i in 0..3 {
+        let png = dir.join(format!("{i:06}.png"));
+        let img = image::open(&png).unwrap();
+        assert_eq!((img.width(), img.height()), (64, 64));
+        let caption = std::fs::read_to_string(png.with_extension("txt")).unwrap();
+        assert!(
+            caption.contains("moon") || caption.contains("crescent"),
+            "{caption}"
+        );
+    }
+    let before = std::fs::read(dir.join("000000.txt")).unwrap();
+    let again = kakusan(&args);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+    assert_eq!(std::fs::read(dir.join("000000.txt")).unwrap(), before);
 }

@@ -24,10 +24,14 @@ pub enum Shape {
     Cross,
     /// A filled heart.
     Heart,
+    /// A crescent moon opening to the right: a disk with an offset disk cut away. A *novel*
+    /// shape ([`Shape::NOVEL`]): the base training data never draws it, so it is what a
+    /// fine-tuning demonstration teaches the model; the evaluator knows it.
+    Moon,
 }
 
 impl Shape {
-    /// Every shape, in label order.
+    /// Every shape of the base data, in label order.
     pub const ALL: [Shape; 7] = [
         Shape::Circle,
         Shape::Square,
@@ -37,6 +41,9 @@ impl Shape {
         Shape::Cross,
         Shape::Heart,
     ];
+
+    /// The shapes the base data never draws (see [`Glyph::NOVEL`]).
+    pub const NOVEL: [Shape; 1] = [Shape::Moon];
 
     /// The canonical English word.
     pub fn name(self) -> &'static str {
@@ -48,17 +55,19 @@ impl Shape {
             Shape::Ring => "ring",
             Shape::Cross => "cross",
             Shape::Heart => "heart",
+            Shape::Moon => "moon",
         }
     }
 
-    /// The class label, `0..Shape::ALL.len()`.
+    /// The class label among shapes: base shapes `0..Shape::ALL.len()`, novel shapes after
+    /// them.
     pub fn index(self) -> usize {
         self as usize
     }
 
-    /// The shape of a class label.
+    /// The shape of a class label (base or novel).
     pub fn from_index(index: usize) -> Option<Self> {
-        Self::ALL.get(index).copied()
+        Self::ALL.iter().chain(&Self::NOVEL).nth(index).copied()
     }
 }
 
@@ -112,7 +121,8 @@ impl fmt::Display for Digit {
     }
 }
 
-/// What an object is: a shape or a digit. Class labels: the shapes first, then digits 0–9.
+/// What an object is: a shape or a digit. Class labels: the shapes first, then digits 0–9,
+/// then the novel glyphs ([`Glyph::EVALUATED`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Glyph {
     /// A geometric shape.
@@ -143,6 +153,39 @@ impl Glyph {
         Glyph::Digit(Digit(9)),
     ];
 
+    /// Glyphs the base training data never draws (the procedural data draws them only when
+    /// asked, [`crate::Dataset::with_novel_glyphs`]): fine-tuning demonstrations teach them to
+    /// a trained model, and the evaluator, which knows them, measures whether it learned.
+    pub const NOVEL: [Glyph; 1] = [Glyph::Shape(Shape::Moon)];
+
+    /// The evaluator's glyph classes in label order: [`Glyph::ALL`], then [`Glyph::NOVEL`].
+    pub const EVALUATED: [Glyph; 18] = {
+        let mut all = [Glyph::Shape(Shape::Circle); 18];
+        let mut i = 0;
+        while i < Glyph::ALL.len() {
+            all[i] = Glyph::ALL[i];
+            i += 1;
+        }
+        while i < all.len() {
+            all[i] = Glyph::NOVEL[i - Glyph::ALL.len()];
+            i += 1;
+        }
+        all
+    };
+
+    /// Whether the base data draws this glyph (false for [`Glyph::NOVEL`]).
+    pub fn is_base(self) -> bool {
+        !Self::NOVEL.contains(&self)
+    }
+
+    /// The glyph called `name` (a shape word or a digit's numeral), base or novel.
+    pub fn from_name(name: &str) -> Option<Self> {
+        let name = name.trim();
+        Self::EVALUATED
+            .into_iter()
+            .find(|g| g.name().eq_ignore_ascii_case(name))
+    }
+
     /// The canonical English name: the shape's word, or the digit's numeral.
     pub fn name(self) -> &'static str {
         match self {
@@ -151,9 +194,12 @@ impl Glyph {
         }
     }
 
-    /// The class label, `0..Glyph::ALL.len()`.
+    /// The class label, `0..Glyph::EVALUATED.len()`: base glyphs below `Glyph::ALL.len()`.
     pub fn index(self) -> usize {
         match self {
+            Glyph::Shape(shape) if shape.index() >= Shape::ALL.len() => {
+                Glyph::ALL.len() + shape.index() - Shape::ALL.len()
+            }
             Glyph::Shape(shape) => shape.index(),
             Glyph::Digit(digit) => Shape::ALL.len() + usize::from(digit.value()),
         }
@@ -161,7 +207,7 @@ impl Glyph {
 
     /// The glyph of a class label.
     pub fn from_index(index: usize) -> Option<Self> {
-        Self::ALL.get(index).copied()
+        Self::EVALUATED.get(index).copied()
     }
 }
 
@@ -401,10 +447,18 @@ mod tests {
 
     #[test]
     fn indices_round_trip() {
-        for (i, g) in Glyph::ALL.iter().enumerate() {
+        for (i, g) in Glyph::EVALUATED.iter().enumerate() {
             assert_eq!(g.index(), i);
             assert_eq!(Glyph::from_index(i), Some(*g));
+            assert_eq!(Glyph::from_name(g.name()), Some(*g));
+            assert_eq!(g.is_base(), i < Glyph::ALL.len());
         }
+        assert_eq!(&Glyph::EVALUATED[..Glyph::ALL.len()], &Glyph::ALL);
+        for (i, s) in Shape::ALL.iter().chain(&Shape::NOVEL).enumerate() {
+            assert_eq!(s.index(), i);
+            assert_eq!(Shape::from_index(i), Some(*s));
+        }
+        assert_eq!(Glyph::from_name(" MOON "), Some(Glyph::Shape(Shape::Moon)));
         for (i, c) in Colour::ALL.iter().enumerate() {
             assert_eq!(c.index(), i);
             assert_eq!(Colour::from_index(i), Some(*c));
@@ -418,7 +472,7 @@ mod tests {
         for (i, s) in Size::ALL.iter().enumerate() {
             assert_eq!(Size::from_index(i), Some(*s));
         }
-        assert_eq!(Glyph::from_index(17), None);
+        assert_eq!(Glyph::from_index(Glyph::EVALUATED.len()), None);
         assert_eq!(Digit::new(10), None);
     }
 

@@ -253,6 +253,7 @@ fn noun(rng: &mut SplitMix64, glyph: Glyph) -> String {
                 Shape::Circle => &["circle", "circle", "disk"],
                 Shape::Ring => &["ring", "ring", "donut"],
                 Shape::Cross => &["cross", "cross", "plus sign"],
+                Shape::Moon => &["moon", "crescent", "crescent moon"],
                 other => &[other.name()],
             };
             rng.pick(choices, shape.name()).to_owned()

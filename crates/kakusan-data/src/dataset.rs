@@ -4,6 +4,7 @@
 
 use image::RgbImage;
 
+use crate::attributes::Glyph;
 use crate::caption::caption;
 use crate::error::DataError;
 use crate::render::render;
@@ -36,6 +37,7 @@ pub struct Dataset {
     split: Split,
     image_size: u32,
     two_object_fraction: f32,
+    novel_glyph_fraction: f32,
 }
 
 impl Dataset {
@@ -53,6 +55,7 @@ impl Dataset {
             split,
             image_size,
             two_object_fraction: DEFAULT_TWO_OBJECT_FRACTION,
+            novel_glyph_fraction: 0.0,
         })
     }
 
@@ -63,6 +66,18 @@ impl Dataset {
             return Err(DataError::BadTwoObjectFraction(fraction));
         }
         self.two_object_fraction = fraction;
+        Ok(self)
+    }
+
+    /// The same dataset with each object's glyph replaced, with probability `fraction`, by a
+    /// glyph of [`Glyph::NOVEL`] (0, the default: the base data, which never draws them; 1:
+    /// novel glyphs only, a fine-tuning set). The replacement has its own random stream, so
+    /// every other attribute of sample `i` stays what it is without novel glyphs.
+    pub fn with_novel_glyphs(mut self, fraction: f32) -> Result<Self, DataError> {
+        if !(0.0..=1.0).contains(&fraction) {
+            return Err(DataError::BadNovelGlyphFraction(fraction));
+        }
+        self.novel_glyph_fraction = fraction;
         Ok(self)
     }
 
@@ -95,15 +110,34 @@ impl Dataset {
         SplitMix64::for_keys(&[self.seed, split_key, index])
     }
 
+    /// The share of objects drawn as a novel glyph.
+    pub fn novel_glyph_fraction(&self) -> f32 {
+        self.novel_glyph_fraction
+    }
+
     /// The scene of sample `index` (cheap: no rendering).
     pub fn scene(&self, index: u64) -> Scene {
-        Scene::sample(&mut self.rng(index), self.split, self.two_object_fraction)
+        self.scene_from(&mut self.rng(index), index)
+    }
+
+    fn scene_from(&self, rng: &mut SplitMix64, index: u64) -> Scene {
+        let mut scene = Scene::sample(rng, self.split, self.two_object_fraction);
+        if self.novel_glyph_fraction > 0.0 {
+            // A stream of its own: the first word of the sample's stream, keyed "novel".
+            let mut novel = SplitMix64::for_keys(&[self.rng(index).next_u64(), 0x006e_6f76_656c]);
+            for object in &mut scene.objects {
+                if novel.chance(self.novel_glyph_fraction) {
+                    object.glyph = novel.pick(&Glyph::NOVEL, Glyph::NOVEL[0]);
+                }
+            }
+        }
+        scene
     }
 
     /// Sample `index`.
     pub fn sample(&self, index: u64) -> Sample {
         let mut rng = self.rng(index);
-        let scene = Scene::sample(&mut rng, self.split, self.two_object_fraction);
+        let scene = self.scene_from(&mut rng, index);
         let caption = caption(&scene, &mut rng);
         let image = render(&scene, self.image_size);
         Sample {

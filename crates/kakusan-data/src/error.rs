@@ -14,6 +14,9 @@ pub enum DataError {
     /// The share of two-object scenes is not a probability.
     #[error("the share of two-object scenes must be between 0 and 1, got {0}")]
     BadTwoObjectFraction(f32),
+    /// The share of novel glyphs is not a probability.
+    #[error("the share of novel glyphs must be between 0 and 1, got {0}")]
+    BadNovelGlyphFraction(f32),
     /// A preview was asked for with nothing to show or no columns.
     #[error("a preview needs at least one sample and one column (got {count} samples, {columns} columns)")]
     EmptyPreview {
@@ -30,7 +33,21 @@ pub enum DataError {
         /// The most allowed.
         maximum: usize,
     },
+    /// A captioned folder was asked for with no pictures or too many.
+    #[error("a captioned folder needs 1 to {maximum} pictures, got {count}")]
+    FolderCount {
+        /// Pictures asked for.
+        count: usize,
+        /// The most allowed.
+        maximum: usize,
+    },
+    /// Writing would replace a file that is already there.
+    #[error("{0} already exists; write the pictures to another folder")]
+    WouldOverwrite(std::path::PathBuf),
+    /// A file or folder could not be written.
+    #[error("could not write {0}: {1}")]
+    Io(std::path::PathBuf, std::io::Error),
     /// Encoding or writing the PNG failed.
-    #[error("could not write the preview: {0}")]
+    #[error("could not write a PNG: {0}")]
     Png(#[from] kakusan_core::png_meta::PngTextError),
 }

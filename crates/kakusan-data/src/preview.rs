@@ -9,7 +9,6 @@ use image::{imageops, Rgb, RgbImage};
 use crate::bitmap_font::{draw_text, wrap, ADVANCE, LINE_HEIGHT};
 use crate::dataset::{Dataset, Sample, DEFAULT_IMAGE_SIZE};
 use crate::error::DataError;
-use crate::split::Split;
 
 /// Images are enlarged by a whole factor until their side is at least this.
 pub const MIN_CELL_SIDE: u32 = 128;
@@ -83,11 +82,10 @@ pub fn preview_grid(samples: &[Sample], columns: usize) -> RgbImage {
     canvas
 }
 
-/// Writes a preview of the first `count` samples of the `(seed, split)` dataset at
-/// [`DEFAULT_IMAGE_SIZE`] as a PNG to `path`, atomically (a failure leaves no partial file).
+/// Writes a preview of the first `count` samples of `dataset` as a PNG to `path`,
+/// atomically (a failure leaves no partial file).
 pub fn write_preview(
-    seed: u64,
-    split: Split,
+    dataset: &Dataset,
     count: usize,
     columns: usize,
     path: &Path,
@@ -101,7 +99,6 @@ pub fn write_preview(
             maximum: MAX_PREVIEW_SAMPLES,
         });
     }
-    let dataset = Dataset::new(seed, split, DEFAULT_IMAGE_SIZE)?;
     let grid = preview_grid(&dataset.batch(0, count), columns);
     kakusan_core::png_meta::write_png(path, &grid)?;
     Ok(())

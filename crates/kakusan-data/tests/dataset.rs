@@ -339,9 +339,47 @@ fn rendering_is_exact_for_the_nominal_pose() {
 fn preview_writes_a_png() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("preview.png");
-    kakusan_data::write_preview(7, Split::HeldOut, 5, 3, &path).unwrap();
+    let held_out = Dataset::new(7, Split::HeldOut, SIZE).unwrap();
+    kakusan_data::write_preview(&held_out, 5, 3, &path).unwrap();
     let image = image::open(&path).unwrap().to_rgb8();
     // 3 columns of 128-px cells with 6-px gaps.
     assert_eq!(image.width(), 6 + 3 * (128 + 6));
-    assert!(kakusan_data::write_preview(7, Split::Train, 0, 3, &path).is_err());
+    assert!(kakusan_data::write_preview(&held_out, 0, 3, &path).is_err());
+}
+
+#[test]
+fn novel_glyphs_appear_only_when_asked_and_change_nothing_else() {
+    let base = Dataset::new(21, Split::Train, SIZE).unwrap();
+    let mixed = base.clone().with_novel_glyphs(0.3).unwrap();
+    let only = base.clone().with_novel_glyphs(1.0).unwrap();
+    assert!(base.clone().with_novel_glyphs(1.5).is_err());
+    let (mut objects, mut novel) = (0, 0);
+    for i in 0..1000 {
+        let (b, m, o) = (base.scene(i), mixed.scene(i), only.scene(i));
+        assert!(b.objects.iter().all(|x| x.glyph.is_base()), "sample {i}");
+        assert!(o.objects.iter().all(|x| !x.glyph.is_base()), "sample {i}");
+        // Everything but the glyph is the base sample's.
+        assert_eq!(m.background, b.background);
+        for (x, y) in m.objects.iter().zip(&b.objects) {
+            assert_eq!(
+                (x.colour, x.size, x.position),
+                (y.colour, y.size, y.position)
+            );
+            assert!(x.glyph == y.glyph || !x.glyph.is_base());
+            objects += 1;
+            novel += usize::from(!x.glyph.is_base());
+        }
+    }
+    // 30 % of ~1,250 objects: ~375, sigma ~16.
+    let share = novel as f64 / objects as f64;
+    assert!((0.25..0.35).contains(&share), "{novel} of {objects}");
+    // The caption names the novel glyph with one of its words.
+    let sample = only.sample(3);
+    assert!(
+        ["moon", "crescent"]
+            .iter()
+            .any(|w| sample.caption.contains(w)),
+        "{}",
+        sample.caption
+    );
 }

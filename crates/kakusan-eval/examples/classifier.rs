@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use kakusan_data::Split;
-use kakusan_eval::{accuracy, pair_accuracy, train_classifier, Evaluator};
+use kakusan_eval::{accuracy, novel_glyph_accuracy, pair_accuracy, train_classifier, Evaluator};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -30,6 +30,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 &PathBuf::from(&args[2]),
                 resume,
                 steps,
+                None,
                 &mut |r| {
                     if r.step % 10 == 0 {
                         println!(
@@ -67,6 +68,8 @@ fn measure(dir: &std::path::Path, n: usize, seed: u64) -> Result<(), Box<dyn std
     println!("held-out, one object: {single}");
     let pairs = pair_accuracy(evaluator.classifier(), Split::HeldOut, n / 4, seed)?;
     println!("held-out, two objects (masked halves): {pairs}");
+    let novel = novel_glyph_accuracy(evaluator.classifier(), Split::HeldOut, n / 4, seed)?;
+    println!("held-out, one novel glyph (moon): {novel}");
     let train = accuracy(evaluator.classifier(), Split::Train, n / 4, seed)?;
     println!("train split, one object: {train}");
     println!("measured in {:.1} s", started.elapsed().as_secs_f64());

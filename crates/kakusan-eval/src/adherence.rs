@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use kakusan_data::{canonical_prompt, Dataset, Scene, Split};
+use kakusan_data::{canonical_prompt, Dataset, Glyph, Scene, Split};
 
 use crate::attribute::Attribute;
 use crate::error::Result;
@@ -39,6 +39,22 @@ pub fn held_out_cases(count: usize, seed: u64) -> Result<Vec<EvalCase>> {
             }
         })
         .collect())
+}
+
+/// The same cases with every object drawn as `glyph` (prompts rewritten to match; seeds,
+/// colours, positions, sizes and backgrounds kept): adherence on one glyph, such as a novel
+/// glyph a fine-tuned model was taught ([`kakusan_data::Glyph::NOVEL`]).
+pub fn with_glyph(cases: Vec<EvalCase>, glyph: Glyph) -> Vec<EvalCase> {
+    cases
+        .into_iter()
+        .map(|mut case| {
+            for object in &mut case.scene.objects {
+                object.glyph = glyph;
+            }
+            case.prompt = canonical_prompt(&case.scene);
+            case
+        })
+        .collect()
 }
 
 /// Hits per attribute over a number of pictures.
@@ -196,6 +212,23 @@ impl fmt::Display for Adherence {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cases_of_one_glyph_keep_everything_else() {
+        let moon = Glyph::NOVEL[0];
+        let base = held_out_cases(40, 3).unwrap();
+        let moons = with_glyph(base.clone(), moon);
+        for (a, b) in base.iter().zip(&moons) {
+            assert_eq!(a.seed, b.seed);
+            assert_eq!(a.scene.background, b.scene.background);
+            assert!(b.scene.objects.iter().all(|o| o.glyph == moon));
+            assert!(b.prompt.contains("moon"), "{}", b.prompt);
+            if let [object] = a.scene.objects.as_slice() {
+                let old = a.prompt.replacen(object.glyph.name(), "moon", 1);
+                assert_eq!(b.prompt, old.replace("an moon", "a moon"));
+            }
+        }
+    }
 
     #[test]
     fn cases_are_fixed_held_out_and_mixed() {

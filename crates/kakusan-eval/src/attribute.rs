@@ -6,7 +6,8 @@ use kakusan_data::{Colour, Glyph, ObjectSpec, Position, Size};
 /// One output head of the classifier.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Attribute {
-    /// Which shape or digit ([`Glyph`], 17 classes).
+    /// Which shape or digit ([`Glyph::EVALUATED`], 18 classes: the base glyphs and the
+    /// novel ones that fine-tuning demonstrations teach).
     Glyph,
     /// The object's colour ([`Colour`], 10 classes).
     Colour,
@@ -31,7 +32,7 @@ impl Attribute {
     /// The number of classes of this head.
     pub fn classes(self) -> usize {
         match self {
-            Attribute::Glyph => Glyph::ALL.len(),
+            Attribute::Glyph => Glyph::EVALUATED.len(),
             Attribute::Colour | Attribute::Background => Colour::ALL.len(),
             Attribute::Position => Position::ALL.len(),
             Attribute::Size => Size::ALL.len(),
@@ -63,7 +64,7 @@ impl Attribute {
     /// glyph, colour words, position and size names as kakusan-data spells them.
     pub fn class_names(self) -> Vec<&'static str> {
         match self {
-            Attribute::Glyph => Glyph::ALL.iter().map(|g| g.name()).collect(),
+            Attribute::Glyph => Glyph::EVALUATED.iter().map(|g| g.name()).collect(),
             Attribute::Colour | Attribute::Background => {
                 Colour::ALL.iter().map(|c| c.name()).collect()
             }
@@ -120,6 +121,7 @@ mod tests {
             Attribute::Glyph.class_index("5"),
             Some(Glyph::ALL.len() - 5)
         );
+        assert_eq!(Attribute::Glyph.class_index("moon"), Some(Glyph::ALL.len()));
         assert_eq!(
             Attribute::Colour.class_index("RED"),
             Attribute::Colour.class_index("red")

@@ -219,7 +219,7 @@ mod tests {
         assert_eq!(
             dims,
             vec![
-                vec![2, 17],
+                vec![2, 18],
                 vec![2, 10],
                 vec![2, 10],
                 vec![2, 9],

@@ -140,13 +140,24 @@ impl std::fmt::Display for Accuracy {
 
 /// The accuracy of `model` on `n` one-object pictures of `split` drawn from `seed`.
 pub fn accuracy(model: &Classifier, split: Split, n: usize, seed: u64) -> Result<Accuracy> {
-    measure(model, split, n, seed, 0.0)
+    measure(model, split, n, seed, 0.0, 0.0)
+}
+
+/// The accuracy of `model` on `n` one-object pictures of `split` whose object is a novel
+/// glyph ([`Glyph::NOVEL`]: never in the base data, taught to the evaluator).
+pub fn novel_glyph_accuracy(
+    model: &Classifier,
+    split: Split,
+    n: usize,
+    seed: u64,
+) -> Result<Accuracy> {
+    measure(model, split, n, seed, 0.0, 1.0)
 }
 
 /// The accuracy of `model` on both objects' views of `n` two-object pictures of `split`
 /// (`2n` views; see [`crate::view`]).
 pub fn pair_accuracy(model: &Classifier, split: Split, n: usize, seed: u64) -> Result<Accuracy> {
-    measure(model, split, n, seed, 1.0)
+    measure(model, split, n, seed, 1.0, 0.0)
 }
 
 fn measure(
@@ -155,9 +166,12 @@ fn measure(
     n: usize,
     seed: u64,
     pair_fraction: f32,
+    novel_glyph_fraction: f32,
 ) -> Result<Accuracy> {
     let size = model.config().image_size as u32;
-    let data = Dataset::new(seed, split, size)?.with_two_object_fraction(pair_fraction)?;
+    let data = Dataset::new(seed, split, size)?
+        .with_two_object_fraction(pair_fraction)?
+        .with_novel_glyphs(novel_glyph_fraction)?;
     let device = Device::Cpu;
     let mut result = Accuracy::default();
     let mut start = 0;

@@ -21,11 +21,13 @@ pub mod run;
 pub mod task;
 pub mod view;
 
-pub use adherence::{held_out_cases, Adherence, EvalCase, Tally, TARGETS};
+pub use adherence::{held_out_cases, with_glyph, Adherence, EvalCase, Tally, TARGETS};
 pub use attribute::{Attribute, Labels};
 pub use classifier::{Classifier, ClassifierConfig, Logits};
 pub use error::{EvalError, Result};
-pub use evaluate::{accuracy, pair_accuracy, Accuracy, Evaluator, Prediction};
+pub use evaluate::{
+    accuracy, novel_glyph_accuracy, pair_accuracy, Accuracy, Evaluator, Prediction,
+};
 pub use run::{export, train_classifier, ClassifierRun, ClassifierRunConfig};
 pub use task::{ClassifierTask, ClassifierTaskConfig};
 pub use view::{object_view, object_views};

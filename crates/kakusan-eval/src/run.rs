@@ -58,17 +58,34 @@ pub struct ClassifierRun {
 
 /// Trains (or, with `resume`, continues) the classifier of `config_toml` in `out`, for at
 /// most `steps` more steps when given, then exports its EMA weights to `out/model`.
+/// `init`: a classifier folder to start from instead of a fresh initialisation (ignored when
+/// `resume` finds a checkpoint); its heads may have fewer classes than this model's (a
+/// glyph added since it was trained): the new classes start fresh.
 pub fn train_classifier(
     config_toml: &Path,
     out: &Path,
     resume: bool,
     steps: Option<u64>,
+    init: Option<&Path>,
     progress: &mut dyn FnMut(&StepReport),
 ) -> Result<ClassifierRun> {
     let config = ClassifierRunConfig::load(config_toml)?;
     let device = Device::Cpu;
     let mut task = ClassifierTask::new(&config.model, config.task.clone(), &device)?;
     tracing::info!("classifier: {} parameters", task.vars().parameter_count());
+    if let Some(init) = init {
+        let file = init.join(crate::WEIGHTS_FILE);
+        let weights =
+            candle_core::safetensors::load(&file, &device).map_err(|e| EvalError::Model {
+                path: file.clone(),
+                reason: e.to_string(),
+            })?;
+        let grown =
+            kakusan_train::init::load_initial_weights_with_new_classes(task.vars(), &weights)?;
+        if !grown.is_empty() {
+            tracing::info!("new classes in {}", grown.join(", "));
+        }
+    }
     let extra = serde_json::to_value(&config).map_err(|e| EvalError::Config(e.to_string()))?;
     let mut trainer = Trainer::new(
         task.vars().clone(),
@@ -125,9 +142,9 @@ mod tests {
         .unwrap();
         let out = tmp.path().join("run");
         let mut seen = 0;
-        let run = train_classifier(&toml, &out, false, Some(2), &mut |_| seen += 1).unwrap();
+        let run = train_classifier(&toml, &out, false, Some(2), None, &mut |_| seen += 1).unwrap();
         assert_eq!((run.step, seen), (2, 2));
-        let run = train_classifier(&toml, &out, true, None, &mut |_| {}).unwrap();
+        let run = train_classifier(&toml, &out, true, None, None, &mut |_| {}).unwrap();
         assert_eq!(run.step, 4);
         let evaluator = crate::Evaluator::load(&run.model_dir).unwrap();
         assert_eq!(evaluator.classifier().config().image_size, 32);
@@ -153,6 +170,6 @@ mod tests {
             assert_eq!(d, 0.0, "{name}");
         }
         // Resuming without --resume is refused.
-        assert!(train_classifier(&toml, &out, false, None, &mut |_| {}).is_err());
+        assert!(train_classifier(&toml, &out, false, None, None, &mut |_| {}).is_err());
     }
 }

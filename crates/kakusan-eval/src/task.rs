@@ -28,6 +28,9 @@ pub struct ClassifierTaskConfig {
     pub data_seed: u64,
     /// Share of two-object samples (each gives one masked half-view).
     pub pair_fraction: f32,
+    /// Share of objects drawn as a novel glyph ([`kakusan_data::Glyph::NOVEL`]), so the
+    /// evaluator can judge what a fine-tuned model learned.
+    pub novel_glyph_fraction: f32,
 }
 
 impl Default for ClassifierTaskConfig {
@@ -36,6 +39,7 @@ impl Default for ClassifierTaskConfig {
             batch_size: 64,
             data_seed: 11,
             pair_fraction: 0.2,
+            novel_glyph_fraction: 0.0,
         }
     }
 }
@@ -69,7 +73,8 @@ impl ClassifierTask {
             Split::Train,
             model_config.image_size as u32,
         )?
-        .with_two_object_fraction(config.pair_fraction)?;
+        .with_two_object_fraction(config.pair_fraction)?
+        .with_novel_glyphs(config.novel_glyph_fraction)?;
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
         let model = Classifier::new(model_config, vb)?;

@@ -34,22 +34,54 @@ pub fn load_initial_weights(
     vars: &NamedVars,
     weights: &std::collections::HashMap<String, Tensor>,
 ) -> Result<usize> {
+    load_weights(vars, weights, false)?;
+    Ok(vars.len())
+}
+
+/// As [`load_initial_weights`], but a tensor may also have fewer rows (first dimension)
+/// than its variable, the rest of its shape equal: an output layer that gained classes
+/// since the weights were trained. The tensor fills the variable's first rows; the new
+/// classes keep their fresh initialisation. Returns the names of the variables that grew.
+pub fn load_initial_weights_with_new_classes(
+    vars: &NamedVars,
+    weights: &std::collections::HashMap<String, Tensor>,
+) -> Result<Vec<String>> {
+    load_weights(vars, weights, true)
+}
+
+fn load_weights(
+    vars: &NamedVars,
+    weights: &std::collections::HashMap<String, Tensor>,
+    allow_new_rows: bool,
+) -> Result<Vec<String>> {
+    let mut grown = Vec::new();
     for (name, var) in vars.iter() {
         let t = weights.get(name).ok_or_else(|| {
             crate::error::TrainError::Config(format!(
                 "the initial weights have no {name}; they belong to another model"
             ))
         })?;
-        if t.dims() != var.dims() {
+        let t = t.to_dtype(var.dtype())?.to_device(var.device())?;
+        let (have, want) = (t.dims(), var.dims());
+        if have == want {
+            var.set(&t)?;
+            continue;
+        }
+        let more_rows = allow_new_rows
+            && have.len() == want.len()
+            && !have.is_empty()
+            && have[0] < want[0]
+            && have[1..] == want[1..];
+        if !more_rows {
             return Err(crate::error::TrainError::Config(format!(
-                "initial weight {name} has shape {:?}, the model {:?}",
-                t.dims(),
-                var.dims()
+                "initial weight {name} has shape {have:?}, the model {want:?}"
             )));
         }
-        var.set(&t.to_dtype(var.dtype())?.to_device(var.device())?)?;
+        let fresh = var.as_tensor().narrow(0, have[0], want[0] - have[0])?;
+        var.set(&Tensor::cat(&[&t, &fresh], 0)?)?;
+        grown.push(name.to_string());
     }
-    Ok(vars.len())
+    Ok(grown)
 }
 
 #[cfg(test)]
@@ -89,5 +121,41 @@ mod tests {
         assert!(err.contains("a.weight") && err.contains("[3]"), "{err}");
         let empty = std::collections::HashMap::new();
         assert!(load_initial_weights(&vars, &empty).is_err());
+    }
+
+    #[test]
+    fn a_head_with_new_classes_keeps_the_old_rows() {
+        let map = VarMap::new();
+        let vb = VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu);
+        vb.get_with_hints((3, 2), "head.weight", Init::Const(7.0))
+            .unwrap();
+        vb.get_with_hints(2, "other", Init::Const(0.0)).unwrap();
+        let vars = NamedVars::from_varmap(&map);
+        let dev = &Device::Cpu;
+        let weights = std::collections::HashMap::from([
+            (
+                "head.weight".to_string(),
+                Tensor::new(&[[1f32, 2.0], [3.0, 4.0]], dev).unwrap(),
+            ),
+            ("other".to_string(), Tensor::new(&[5f32, 6.0], dev).unwrap()),
+        ]);
+        // Plain loading refuses the shorter head.
+        assert!(load_initial_weights(&vars, &weights).is_err());
+        let grown = load_initial_weights_with_new_classes(&vars, &weights).unwrap();
+        assert_eq!(grown, vec!["head.weight".to_string()]);
+        let get = |n: &str| vars.iter().find(|(k, _)| *k == n).unwrap().1.clone();
+        let head: Vec<Vec<f32>> = get("head.weight").as_tensor().to_vec2().unwrap();
+        assert_eq!(head, vec![vec![1.0, 2.0], vec![3.0, 4.0], vec![7.0, 7.0]]);
+        let other: Vec<f32> = get("other").as_tensor().to_vec1().unwrap();
+        assert_eq!(other, vec![5.0, 6.0]);
+        // Fewer columns, or more rows than the variable, are still refused.
+        let wide = std::collections::HashMap::from([
+            (
+                "head.weight".to_string(),
+                Tensor::new(&[[1f32, 2.0, 3.0]], dev).unwrap(),
+            ),
+            ("other".to_string(), Tensor::new(&[5f32, 6.0], dev).unwrap()),
+        ]);
+        assert!(load_initial_weights_with_new_classes(&vars, &wide).is_err());
     }
 }
