@@ -180,7 +180,8 @@ fn train_unet(args: &TrainArgs) -> anyhow::Result<()> {
         config.task.clone(),
         data,
         &device,
-    )?;
+    )?
+    .with_prediction(scheduler.prediction()?);
     eprintln!(
         "text encoder + UNet: {} parameters",
         task.vars().parameter_count()

@@ -1,6 +1,8 @@
 //! Training the text encoder and the UNet together with the standard noise-prediction
 //! objective (DDPM / LDM): encode the picture with the frozen VAE, draw a timestep and
-//! noise, and regress the noise the UNet sees in `sqrt(ac) z + sqrt(1 - ac) eps`.
+//! noise, and regress the noise the UNet sees in `sqrt(ac) z + sqrt(1 - ac) eps`, or, for a
+//! v-prediction model (the scheduler config's `prediction_type`, as SD 2.x 768), the
+//! velocity `sqrt(ac) eps - sqrt(1 - ac) z`.
 //! A share of captions is replaced by the empty prompt so the model also learns the
 //! unconditional prediction that classifier-free guidance needs.
 
@@ -10,6 +12,7 @@ use kakusan_core::rng::TorchCpuGenerator;
 use kakusan_models::clip::{ClipTextConfig, ClipTextModel, Tokenizer};
 use kakusan_models::unet::{UNet2DConditionModel, UNetConfig};
 use kakusan_models::vae::AutoencoderKL;
+use kakusan_sampling::Prediction;
 use serde::{Deserialize, Serialize};
 
 use super::captioned_images::{batch_for_step, CaptionedImages};
@@ -92,6 +95,25 @@ pub struct DiffusionTask {
     config: DiffusionTaskConfig,
     data: Box<dyn CaptionedImages>,
     device: Device,
+    prediction: Prediction,
+}
+
+/// What the UNet regresses: the noise `eps`, or the velocity `a eps - s z` (`a`, `s`: the
+/// per-picture `sqrt(ac)` and `sqrt(1 - ac)`, broadcast over the latent `z`). In terms of
+/// the picture, an eps error weighs `ac / (1 - ac)` (the SNR) times an error of the implied
+/// `z`, a v error `1 / (1 - ac)` = SNR + 1 times: the velocity keeps the high-noise
+/// timesteps, where only the prompt can say where an object goes, in the loss.
+pub fn regression_target(
+    prediction: Prediction,
+    z: &Tensor,
+    eps: &Tensor,
+    a: &Tensor,
+    s: &Tensor,
+) -> Result<Tensor> {
+    Ok(match prediction {
+        Prediction::Epsilon => eps.clone(),
+        Prediction::VPrediction => (eps.broadcast_mul(a)? - z.broadcast_mul(s)?)?,
+    })
 }
 
 /// Prefix of the text encoder's variables in checkpoints.
@@ -138,7 +160,14 @@ impl DiffusionTask {
             config,
             data,
             device: device.clone(),
+            prediction: Prediction::Epsilon,
         })
+    }
+
+    /// The same task regressing `prediction` (default: the noise).
+    pub fn with_prediction(mut self, prediction: Prediction) -> Self {
+        self.prediction = prediction;
+        self
     }
 
     /// Text embeddings `[B, 77, D]` of `captions`.
@@ -227,7 +256,8 @@ impl TrainTask for DiffusionTask {
             .unet
             .forward(&noisy, &timesteps, &context)
             .map_err(|e| TrainError::Config(format!("unet: {e}")))?;
-        Ok((pred - eps)?.sqr()?.mean_all()?)
+        let target = regression_target(self.prediction, &z, &eps, &a, &s)?;
+        Ok((pred - target)?.sqr()?.mean_all()?)
     }
 }
 
@@ -244,6 +274,21 @@ mod tests {
 
     fn json(path: &str) -> serde_json::Value {
         serde_json::from_str(&std::fs::read_to_string(repo_file(path)).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn velocity_target() {
+        let dev = Device::Cpu;
+        let z = Tensor::new(&[[[[2f32]]], [[[-1.0]]]], &dev).unwrap();
+        let eps = Tensor::new(&[[[[0.5f32]]], [[[3.0]]]], &dev).unwrap();
+        let a = Tensor::new(&[[[[0.8f32]]], [[[0.0]]]], &dev).unwrap();
+        let s = Tensor::new(&[[[[0.6f32]]], [[[1.0]]]], &dev).unwrap();
+        let flat = |t: Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let e = regression_target(Prediction::Epsilon, &z, &eps, &a, &s).unwrap();
+        assert_eq!(flat(e), vec![0.5, 3.0]);
+        let v = flat(regression_target(Prediction::VPrediction, &z, &eps, &a, &s).unwrap());
+        // 0.8 * 0.5 - 0.6 * 2 = -0.8; at pure noise (a = 0) v = -z.
+        assert!((v[0] + 0.8).abs() < 1e-6 && v[1] == 1.0, "{v:?}");
     }
 
     /// Every variable of the text encoder and the UNet of kakusan-mini's configs receives a
