@@ -227,6 +227,10 @@ mod tests {
         check(4, 6, 3, 2, 0, (9, 7));
         check(4, 3, 3, 2, 1, (9, 9));
         check(6, 4, 1, 1, 0, (5, 5));
+        // Same-size stride-1 convolutions (the patch rows as shifted planes): a 5x5 kernel
+        // with padding 2 on a picture narrower than the kernel's reach, and 3x3 on 1 row.
+        check(2, 3, 5, 1, 2, (6, 3));
+        check(3, 2, 3, 1, 1, (1, 4));
     }
 
     /// The training op over a batch that does not split evenly between tasks, with and

@@ -43,9 +43,85 @@ fn geometry(x: &[usize], weight: &[usize], stride: usize, padding: usize) -> Res
     })
 }
 
+/// For a stride-1 convolution whose output has the input's size ("same" padding: 3x3 with
+/// padding 1, 1x1 without): a patch-matrix row is the channel's plane shifted by the tap's
+/// offset, with the rows and columns that fall outside the picture zero. Per tap `(ki, kj)`:
+/// the flat offset `dy * W + dx`, the output rows that read inside, and `dx`.
+struct TapShift {
+    offset: isize,
+    rows: std::ops::Range<usize>,
+    dx: isize,
+}
+
+fn same_size_taps(p: &Patches) -> Option<Vec<TapShift>> {
+    if p.stride != 1 || p.out_height() != p.height || p.out_width() != p.width {
+        return None;
+    }
+    let (h, w, pad) = (p.height as isize, p.width as isize, p.padding as isize);
+    let mut taps = Vec::with_capacity(p.kernel * p.kernel);
+    for ki in 0..p.kernel as isize {
+        for kj in 0..p.kernel as isize {
+            let (dy, dx) = (ki - pad, kj - pad);
+            let rows = (-dy).max(0).min(h) as usize..(h - dy).clamp(0, h) as usize;
+            taps.push(TapShift {
+                offset: dy * w + dx,
+                rows,
+                dx,
+            });
+        }
+    }
+    Some(taps)
+}
+
+impl TapShift {
+    /// The positions `i` of the tap's rows whose source `i + offset` lies in the plane
+    /// (`0..len`), as `(dst range, src start)`.
+    fn span(&self, width: usize, len: usize) -> (std::ops::Range<usize>, usize) {
+        let (start, end) = (self.rows.start * width, self.rows.end * width);
+        let lo = (start as isize).max(-self.offset).max(0).min(end as isize) as usize;
+        let hi = (end as isize)
+            .min(len as isize - self.offset)
+            .max(lo as isize) as usize;
+        // (An empty span's source start is never read; keep it in bounds.)
+        (
+            lo..hi,
+            (lo as isize + self.offset).clamp(0, len as isize) as usize,
+        )
+    }
+
+    /// Sets to zero the positions of `row` whose tap falls outside the picture: the rows
+    /// outside `rows` and, in the others, the columns wrapped around by `dx`.
+    fn zero_outside(&self, row: &mut [f32], width: usize) {
+        row[..self.rows.start * width].fill(0.0);
+        row[self.rows.end * width..].fill(0.0);
+        let wrapped = self.dx.unsigned_abs().min(width);
+        for line in self.rows.clone() {
+            let line = &mut row[line * width..(line + 1) * width];
+            if self.dx > 0 {
+                line[width - wrapped..].fill(0.0);
+            } else {
+                line[..wrapped].fill(0.0);
+            }
+        }
+    }
+}
+
 /// Writes the patch matrix `[C*k*k, Ho*Wo]` of one picture into `cols`.
 fn fill_patches(p: &Patches, image: &[f32], cols: &mut [f32]) {
     let positions = p.out_height() * p.out_width();
+    if let Some(taps) = same_size_taps(p) {
+        let plane_len = p.height * p.width;
+        for (r, row) in cols.chunks_exact_mut(positions).enumerate() {
+            let (c, tap) = (r / taps.len(), &taps[r % taps.len()]);
+            let plane = &image[c * plane_len..(c + 1) * plane_len];
+            let (dst, src) = tap.span(p.width, plane_len);
+            row[dst.clone()].copy_from_slice(&plane[src..src + dst.len()]);
+            row[..dst.start].fill(0.0);
+            row[dst.end..].fill(0.0);
+            tap.zero_outside(row, p.width);
+        }
+        return;
+    }
     cols.fill(0.0);
     for (r, row) in cols.chunks_exact_mut(positions).enumerate() {
         p.for_each_run(r, |col, src, len| {
@@ -54,10 +130,23 @@ fn fill_patches(p: &Patches, image: &[f32], cols: &mut [f32]) {
     }
 }
 
-/// Sums the patch-matrix gradient `dcols` of one picture back into its input gradient.
-fn add_patches(p: &Patches, dcols: &[f32], image: &mut [f32]) {
+/// Sums the patch-matrix gradient `dcols` of one picture back into its input gradient (the
+/// same-size path first zeroes the entries of taps outside the picture: scratch).
+fn add_patches(p: &Patches, dcols: &mut [f32], image: &mut [f32]) {
     let positions = p.out_height() * p.out_width();
     image.fill(0.0);
+    if let Some(taps) = same_size_taps(p) {
+        let plane_len = p.height * p.width;
+        for (r, row) in dcols.chunks_exact_mut(positions).enumerate() {
+            let (c, tap) = (r / taps.len(), &taps[r % taps.len()]);
+            tap.zero_outside(row, p.width);
+            let plane = &mut image[c * plane_len..(c + 1) * plane_len];
+            let (dst, src) = tap.span(p.width, plane_len);
+            let to = &mut plane[src..src + dst.len()];
+            to.iter_mut().zip(&row[dst]).for_each(|(d, g)| *d += g);
+        }
+        return;
+    }
     for (r, row) in dcols.chunks_exact(positions).enumerate() {
         p.for_each_run(r, |col, at, len| {
             scatter_add_run(&mut image[at..], &row[col..col + len], p.stride);
@@ -226,7 +315,7 @@ impl CustomOp3 for Conv2dOp {
                     dy_view,
                     false,
                 );
-                add_patches(&p, &acc.dcols, dx);
+                add_patches(&p, &mut acc.dcols, dx);
             }
         };
         // Contiguous runs of pictures per task, so each task's partial sums are added in
