@@ -97,6 +97,21 @@ fn training_ops_against_candle_composites() {
             cost(&shape, &|x| candle_conv.forward(x)),
         );
     }
+    // The feed-forward's gated GELU at the 8x8 level (batch 32 x 64 tokens, 64 channels,
+    // inner width 256): the fused op (what `Geglu` runs when training) against candle's
+    // narrow / gelu_erf / product.
+    let map = VarMap::new();
+    let vb = VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu);
+    let geglu = kakusan_models::nn::Geglu::new(64, 256, vb.pp("geglu")).unwrap();
+    report(
+        "GEGLU (projection included), [2048, 64]",
+        cost(&[2048, 64], &|x| geglu.forward(x)),
+        cost(&[2048, 64], &|x| {
+            let h = geglu.projection().forward(x)?;
+            let (value, gate) = (h.narrow(D::Minus1, 0, 256)?, h.narrow(D::Minus1, 256, 256)?);
+            value * gate.gelu_erf()?
+        }),
+    );
     // Attention probabilities of a self-attention over 16x16 tokens (batch 32, 2 heads):
     // our fused softmax with its analytic backward against candle_nn::ops::softmax
     // (exp / sum / div; candle's fused softmax_last_dim has no backward at all).

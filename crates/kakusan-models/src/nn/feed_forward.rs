@@ -23,9 +23,19 @@ impl Geglu {
         })
     }
 
+    /// The projection to `[value, gate]`.
+    pub fn projection(&self) -> &Linear {
+        &self.proj
+    }
+
     /// `[..., dim]` -> `[..., inner]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let h = self.proj.forward(x)?;
+        // Training on the CPU in f32: one fused op with an analytic backward.
+        if h.track_op() && h.device().is_cpu() && h.dtype() == candle_core::DType::F32 {
+            let op = super::geglu_op::GegluOp { inner: self.inner };
+            return h.contiguous()?.apply_op1(op);
+        }
         let value = h.narrow(D::Minus1, 0, self.inner)?;
         let gate = h.narrow(D::Minus1, self.inner, self.inner)?;
         value * gate.gelu_erf()?

@@ -14,6 +14,7 @@ mod cpu_f32;
 mod downsample;
 mod feed_forward;
 mod fused_norms;
+mod geglu_op;
 mod group_norm;
 mod im2col;
 mod layer_norm;
