@@ -133,10 +133,19 @@ fn train_unet(args: &TrainArgs) -> anyhow::Result<()> {
     let config = DiffusionRunConfig::load(&args.config)?;
     let device = Device::Cpu;
     let m = &config.model;
+    // The schedule: the run config's, else (fine-tuning) the --from model's own.
+    let scheduler_path = match (&m.scheduler_config, &args.init) {
+        (Some(path), _) => path.clone(),
+        (None, Some(model)) => model.join("scheduler/scheduler_config.json"),
+        (None, None) => anyhow::bail!(
+            "{}: [model] scheduler_config is needed unless --from gives a model folder",
+            args.config.display()
+        ),
+    };
     let (text_json, unet_json, scheduler_json) = (
         read_json(&m.text_encoder_config)?,
         read_json(&m.unet_config)?,
-        read_json(&m.scheduler_config)?,
+        read_json(&scheduler_path)?,
     );
     let text_config: ClipTextConfig = serde_json::from_value(text_json.clone())?;
     let unet_config: UNetConfig = serde_json::from_value(unet_json.clone())?;

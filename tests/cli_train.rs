@@ -228,12 +228,20 @@ fn train_both_stages_then_generate_with_the_export() {
     picture([30, 200, 30])
         .save(data.join("2_hexagon/h.png"))
         .unwrap();
+    // A fine-tuning config without a schedule takes the --from model's own.
+    let ft_toml = tmp.path().join("ft.toml");
+    let text = std::fs::read_to_string(&unet_toml).unwrap();
+    let without: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with("scheduler_config"))
+        .collect();
+    std::fs::write(&ft_toml, without.join("\n")).unwrap();
     let ft_out = tmp.path().join("ft-run");
     let out = kakusan(&[
         "train",
         "unet",
         "--config",
-        &s(&unet_toml),
+        &s(&ft_toml),
         "--from",
         &s(&model),
         "--data",
@@ -248,6 +256,19 @@ fn train_both_stages_then_generate_with_the_export() {
     let after =
         std::fs::read(ft_out.join("model/unet/diffusion_pytorch_model.safetensors")).unwrap();
     assert_ne!(before, after, "fine-tuning changed nothing");
+    let schedule = |dir: &Path| std::fs::read(dir.join("scheduler/scheduler_config.json")).unwrap();
+    assert_eq!(schedule(&ft_out.join("model")), schedule(&model));
+    // Without --from there is no model to take it from: a clear error.
+    let bad = kakusan(&[
+        "train",
+        "unet",
+        "--config",
+        &s(&ft_toml),
+        "--out",
+        &s(&tmp.path().join("no-schedule")),
+    ]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("scheduler_config is needed"));
     // An empty data folder is a clear error, not a panic.
     let empty = tmp.path().join("empty");
     std::fs::create_dir_all(&empty).unwrap();

@@ -35,7 +35,11 @@ pub struct VaeModelFiles {
 pub struct DiffusionModelFiles {
     pub text_encoder_config: PathBuf,
     pub unet_config: PathBuf,
-    pub scheduler_config: PathBuf,
+    /// The noise schedule and prediction type. Optional when fine-tuning a model folder
+    /// (`--from`): left out, the model's own `scheduler/scheduler_config.json` is used, so a
+    /// v-prediction model is not fine-tuned on the noise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduler_config: Option<PathBuf>,
     /// The trained VAE: a folder with `config.json` and `diffusion_pytorch_model.safetensors`
     /// (what `kakusan train vae` exports to `OUT/vae`).
     pub vae: PathBuf,
@@ -98,10 +102,12 @@ impl DiffusionRunConfig {
         for p in [
             &mut c.model.text_encoder_config,
             &mut c.model.unet_config,
-            &mut c.model.scheduler_config,
             &mut c.model.vae,
             &mut c.model.tokenizer,
         ] {
+            resolve(base, p);
+        }
+        if let Some(p) = &mut c.model.scheduler_config {
             resolve(base, p);
         }
         c.trainer.validate()?;
