@@ -139,6 +139,19 @@ pub fn scaled_dot_product_attention(
     scale: f64,
     upcast: bool,
 ) -> Result<Tensor> {
+    // Training on the CPU in f32: one fused op with an analytic backward.
+    let tracked = [q, k, v].iter().any(|t| t.track_op());
+    let cpu_f32 = [q, k, v]
+        .iter()
+        .all(|t| t.device().is_cpu() && t.dtype() == DType::F32);
+    if tracked && cpu_f32 {
+        let op = super::attention_op::AttentionOp {
+            scale: scale as f32,
+        };
+        return q
+            .contiguous()?
+            .apply_op3(&k.contiguous()?, &v.contiguous()?, op);
+    }
     attention_in_slices(q, k, v, scale, upcast, MAX_SCORES_AT_ONCE)
 }
 

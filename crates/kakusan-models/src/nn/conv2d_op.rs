@@ -13,11 +13,11 @@
 //! transposes between `[C, B*HW]` and `[B, C, HW]`.
 
 use candle_core::{bail, CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
-use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
 use super::cpu_f32::contiguous_f32;
 use super::im2col::{gather_run, scatter_add_run, Patches};
+use super::small_gemm::{matmul, View};
 
 /// `conv2d(x, weight) + bias` for square kernels, dilation 1, one group.
 pub(crate) struct Conv2dOp {
@@ -151,65 +151,6 @@ fn add_patches(p: &Patches, dcols: &mut [f32], image: &mut [f32]) {
         p.for_each_run(r, |col, at, len| {
             scatter_add_run(&mut image[at..], &row[col..col + len], p.stride);
         });
-    }
-}
-
-/// A row-major matrix view for [`matmul`]: `rows x cols` with element `(i, j)` at
-/// `i * row_stride + j * col_stride`.
-#[derive(Clone, Copy)]
-struct View {
-    ptr: *const f32,
-    row_stride: isize,
-    col_stride: isize,
-}
-
-impl View {
-    fn row_major(data: &[f32], cols: usize) -> Self {
-        View {
-            ptr: data.as_ptr(),
-            row_stride: cols as isize,
-            col_stride: 1,
-        }
-    }
-
-    fn transposed(self) -> Self {
-        View {
-            ptr: self.ptr,
-            row_stride: self.col_stride,
-            col_stride: self.row_stride,
-        }
-    }
-}
-
-/// `dst (m x n, row-major) = lhs (m x k) @ rhs (k x n)`, plus `dst` when `accumulate`;
-/// single-threaded (the callers run one task per picture).
-fn matmul(dst: &mut [f32], m: usize, n: usize, k: usize, lhs: View, rhs: View, accumulate: bool) {
-    assert!(dst.len() >= m * n, "matmul: destination too small");
-    // SAFETY: `dst` holds m x n elements (checked); `lhs` and `rhs` are views the callers
-    // build over slices of at least m x k and k x n elements with these strides; gemm reads
-    // only inside those bounds and writes only `dst`.
-    unsafe {
-        gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            lhs.ptr,
-            lhs.col_stride,
-            lhs.row_stride,
-            rhs.ptr,
-            rhs.col_stride,
-            rhs.row_stride,
-            1.0f32,
-            1.0f32,
-            false,
-            false,
-            false,
-            Parallelism::None,
-        )
     }
 }
 

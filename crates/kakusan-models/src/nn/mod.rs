@@ -7,6 +7,7 @@
 
 mod activation;
 mod attention;
+mod attention_op;
 mod channel_bias;
 mod conv;
 mod conv2d_op;
@@ -20,6 +21,7 @@ mod im2col;
 mod layer_norm;
 mod linear;
 mod resnet;
+mod small_gemm;
 mod softmax;
 mod timestep_embedding;
 mod timesteps;

@@ -1,0 +1,218 @@
+//! Scaled dot-product attention `softmax(q k^T * scale) v` as one CPU f32 custom op with an
+//! analytic backward, for training.
+//!
+//! One rayon task per batch-and-head item computes its scores, softmax and output with
+//! single-threaded GEMMs in a scratch matrix; nothing of size `Lq x Lk` enters candle's
+//! graph. The backward pass recomputes the probabilities `P` of the item and forms
+//! `dV = P^T dO`, `dP = dO V^T`, `dS = P * (dP - rowsum(dP * P))`, `dQ = scale dS K` and
+//! `dK = scale dS^T Q`. Against candle's composite (matmul, our softmax op, matmul), this
+//! saves the score and probability tensors, their gradients and the gradient store's
+//! zero-fill and accumulation of each.
+
+use candle_core::{bail, CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+use super::cpu_f32::contiguous_f32;
+use super::small_gemm::{matmul, View};
+
+/// `softmax(q k^T * scale) v` over `[N, Lq, d]`, `[N, Lk, d]`, `[N, Lk, dv]`.
+pub(crate) struct AttentionOp {
+    pub scale: f32,
+}
+
+/// The sizes `(n, lq, lk, d, dv)` of an attention, checked.
+fn sizes(q: &[usize], k: &[usize], v: &[usize]) -> Result<(usize, usize, usize, usize, usize)> {
+    let (&[n, lq, d], &[nk, lk, dk], &[nv, lv, dv]) = (q, k, v) else {
+        bail!("attention: q {q:?}, k {k:?}, v {v:?} must be 3-D");
+    };
+    if nk != n || nv != n || dk != d || lv != lk {
+        bail!("attention shapes do not fit: q {q:?}, k {k:?}, v {v:?}");
+    }
+    Ok((n, lq, lk, d, dv))
+}
+
+/// The probabilities `softmax(q k^T * scale)` of one item into `p` (`lq x lk`).
+fn probabilities(q: &[f32], k: &[f32], p: &mut [f32], lq: usize, lk: usize, d: usize, scale: f32) {
+    let (qv, kt) = (View::row_major(q, d), View::row_major(k, d).transposed());
+    matmul(p, lq, lk, d, qv, kt, false);
+    for row in p.chunks_exact_mut(lk) {
+        let max = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+        let mut sum = 0f32;
+        for s in row.iter_mut() {
+            *s = ((*s - max) * scale).exp();
+            sum += *s;
+        }
+        let inv = 1.0 / sum;
+        row.iter_mut().for_each(|s| *s *= inv);
+    }
+}
+
+impl CustomOp3 for AttentionOp {
+    fn name(&self) -> &'static str {
+        "kakusan-attention"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let q = contiguous_f32(s1, l1, "attention: q")?;
+        let k = contiguous_f32(s2, l2, "attention: k")?;
+        let v = contiguous_f32(s3, l3, "attention: v")?;
+        let (n, lq, lk, d, dv) = sizes(l1.dims(), l2.dims(), l3.dims())?;
+        let mut out = vec![0f32; n * lq * dv];
+        out.par_chunks_mut((lq * dv).max(1))
+            .enumerate()
+            .for_each_init(
+                || vec![0f32; lq * lk],
+                |p, (i, o)| {
+                    let qi = &q[i * lq * d..(i + 1) * lq * d];
+                    let ki = &k[i * lk * d..(i + 1) * lk * d];
+                    probabilities(qi, ki, p, lq, lk, d, self.scale);
+                    let vi = View::row_major(&v[i * lk * dv..(i + 1) * lk * dv], dv);
+                    matmul(o, lq, dv, lk, View::row_major(p, lk), vi, false);
+                },
+            );
+        Ok((CpuStorage::F32(out), Shape::from((n, lq, dv))))
+    }
+
+    fn bwd(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (n, lq, lk, d, dv) = sizes(q.dims(), k.dims(), v.dims())?;
+        let values = |t: &Tensor| t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>();
+        let (qv, kv, vv, go) = (values(q)?, values(k)?, values(v)?, values(grad)?);
+        let (mut dq, mut dk, mut dvv) = (
+            vec![0f32; n * lq * d],
+            vec![0f32; n * lk * d],
+            vec![0f32; n * lk * dv],
+        );
+        let scale = self.scale;
+        dq.par_chunks_mut((lq * d).max(1))
+            .zip(dk.par_chunks_mut((lk * d).max(1)))
+            .zip(dvv.par_chunks_mut((lk * dv).max(1)))
+            .enumerate()
+            .for_each_init(
+                || (vec![0f32; lq * lk], vec![0f32; lq * lk]),
+                |(p, dp), (i, ((dqi, dki), dvi))| {
+                    let qi = &qv[i * lq * d..(i + 1) * lq * d];
+                    let ki = &kv[i * lk * d..(i + 1) * lk * d];
+                    let vi = &vv[i * lk * dv..(i + 1) * lk * dv];
+                    let goi = &go[i * lq * dv..(i + 1) * lq * dv];
+                    probabilities(qi, ki, p, lq, lk, d, scale);
+                    let (pv, gov) = (View::row_major(p, lk), View::row_major(goi, dv));
+                    // dV = P^T dO; dP = dO V^T.
+                    matmul(dvi, lk, dv, lq, pv.transposed(), gov, false);
+                    let vt = View::row_major(vi, dv).transposed();
+                    matmul(dp, lq, lk, dv, gov, vt, false);
+                    // dS = scale * P * (dP - rowsum(dP * P)), in place of dP.
+                    for (drow, prow) in dp.chunks_exact_mut(lk).zip(p.chunks_exact(lk)) {
+                        let dot: f32 = drow.iter().zip(prow.iter()).map(|(a, b)| a * b).sum();
+                        for (g, &pp) in drow.iter_mut().zip(prow.iter()) {
+                            *g = scale * pp * (*g - dot);
+                        }
+                    }
+                    let ds = View::row_major(dp, lk);
+                    // dQ = dS K; dK = dS^T Q.
+                    matmul(dqi, lq, d, lk, ds, View::row_major(ki, d), false);
+                    matmul(
+                        dki,
+                        lk,
+                        d,
+                        lq,
+                        ds.transposed(),
+                        View::row_major(qi, d),
+                        false,
+                    );
+                },
+            );
+        let dev = q.device();
+        Ok((
+            Some(Tensor::from_vec(dq, q.shape(), dev)?),
+            Some(Tensor::from_vec(dk, k.shape(), dev)?),
+            Some(Tensor::from_vec(dvv, v.shape(), dev)?),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    /// Forward and all three gradients against the composite (matmul, softmax, matmul), for
+    /// self- and cross-attention shapes.
+    #[test]
+    fn matches_the_composite_with_gradients() {
+        let dev = Device::Cpu;
+        for (n, lq, lk, d, dv) in [(3usize, 5usize, 5usize, 4usize, 4usize), (2, 7, 11, 3, 6)] {
+            let var = |shape: (usize, usize, usize)| {
+                Var::from_tensor(&Tensor::randn(0f32, 1.0, shape, &dev).unwrap()).unwrap()
+            };
+            let (q, k, v) = (var((n, lq, d)), var((n, lk, d)), var((n, lk, dv)));
+            let scale = 0.7f32;
+            let ours = q
+                .as_tensor()
+                .apply_op3(k.as_tensor(), v.as_tensor(), AttentionOp { scale })
+                .unwrap();
+            let scores = (q.as_tensor().matmul(&k.as_tensor().t().unwrap()).unwrap()
+                * scale as f64)
+                .unwrap();
+            let theirs = candle_nn::ops::softmax_last_dim(&scores)
+                .unwrap()
+                .matmul(v.as_tensor())
+                .unwrap();
+            let theirs = {
+                // candle's fused softmax has no backward: the composite with exp / sum.
+                let e = (&scores
+                    - scores
+                        .max_keepdim(2)
+                        .unwrap()
+                        .broadcast_as(scores.dims())
+                        .unwrap())
+                .unwrap()
+                .exp()
+                .unwrap();
+                let p = e.broadcast_div(&e.sum_keepdim(2).unwrap()).unwrap();
+                let check = p.matmul(v.as_tensor()).unwrap();
+                let diff = (&check - &theirs)
+                    .unwrap()
+                    .abs()
+                    .unwrap()
+                    .max_all()
+                    .unwrap();
+                assert!(diff.to_scalar::<f32>().unwrap() < 1e-5);
+                check
+            };
+            let max =
+                |t: &Tensor| -> f32 { t.abs().unwrap().max_all().unwrap().to_scalar().unwrap() };
+            assert!(max(&(&ours - &theirs).unwrap()) < 1e-5, "forward");
+            let r = Tensor::randn(0f32, 1.0, (n, lq, dv), &dev).unwrap();
+            let go = (&ours * &r).unwrap().sum_all().unwrap().backward().unwrap();
+            let gt = (&theirs * &r)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            for (name, x) in [("q", &q), ("k", &k), ("v", &v)] {
+                let (a, b) = (
+                    go.get(x.as_tensor()).unwrap(),
+                    gt.get(x.as_tensor()).unwrap(),
+                );
+                let dmax = max(&(a - b).unwrap());
+                assert!(dmax < 1e-4 * max(b).max(1.0), "{name}: {dmax}");
+            }
+        }
+    }
+}
