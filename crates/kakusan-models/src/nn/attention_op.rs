@@ -9,10 +9,10 @@
 //! saves the score and probability tensors, their gradients and the gradient store's
 //! zero-fill and accumulation of each.
 
-use candle_core::{bail, CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
+use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::cpu_f32::contiguous_f32;
+use super::cpu_f32::{contiguous_f32, f32_values as values};
 use super::small_gemm::{matmul, View};
 
 /// `softmax(q k^T * scale) v` over `[N, Lq, d]`, `[N, Lk, d]`, `[N, Lk, dv]`.
@@ -90,7 +90,6 @@ impl CustomOp3 for AttentionOp {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (n, lq, lk, d, dv) = sizes(q.dims(), k.dims(), v.dims())?;
-        let values = |t: &Tensor| t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>();
         let (qv, kv, vv, go) = (values(q)?, values(k)?, values(v)?, values(grad)?);
         let (mut dq, mut dk, mut dvv) = (
             vec![0f32; n * lq * d],

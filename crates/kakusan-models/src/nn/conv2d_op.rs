@@ -12,10 +12,10 @@
 //! which candle's backward would zero-fill and add into its gradient store, and the
 //! transposes between `[C, B*HW]` and `[B, C, HW]`.
 
-use candle_core::{bail, CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
+use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::cpu_f32::contiguous_f32;
+use super::cpu_f32::{contiguous_f32, f32_values as values};
 use super::im2col::{gather_run, scatter_add_run, Patches};
 use super::small_gemm::{matmul, View};
 
@@ -217,7 +217,6 @@ impl CustomOp3 for Conv2dOp {
             p.out_height() * p.out_width(),
         );
         let image_len = p.channels * p.height * p.width;
-        let values = |t: &Tensor| t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>();
         let (xv, wv, dy) = (values(x)?, values(weight)?, values(grad)?);
         let input_grad = x.track_op();
         let mut dx = vec![0f32; if input_grad { xv.len() } else { 0 }];

@@ -5,14 +5,9 @@
 //! through candle's op-by-op autograd of the f64 formula. They are used for contiguous f32
 //! CPU tensors; everything else (GPU, half precision) takes the tensor-op path.
 
-use super::cpu_f32::contiguous_f32;
+use super::cpu_f32::{contiguous_f32, f32_values as values};
 use candle_core::{bail, CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
-
-/// The contiguous f32 values of a CPU tensor (a copy).
-fn values(t: &Tensor) -> Result<Vec<f32>> {
-    t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()
-}
 
 /// Gradients of `y = (x - mean) * rstd * w + b` over one normalised group of `x` whose
 /// channels (each `positions` values long, weight `w[ch]`) start at channel `first_ch`.

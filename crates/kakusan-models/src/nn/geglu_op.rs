@@ -10,10 +10,10 @@
 //! 1.5e-7) and an `exp` by range reduction and a polynomial. Inference keeps candle's exact
 //! `gelu_erf` (parity with PyTorch); the training values differ from it by about 1e-7.
 
-use candle_core::{bail, CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
+use candle_core::{bail, CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::cpu_f32::contiguous_f32;
+use super::cpu_f32::{contiguous_f32, f32_values as values};
 
 /// Rows per parallel task.
 const ROWS_PER_TASK: usize = 64;
@@ -101,7 +101,6 @@ impl CustomOp1 for GegluOp {
 
     fn bwd(&self, h: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
         let inner = self.inner;
-        let values = |t: &Tensor| t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>();
         let (hv, gv) = (values(h)?, values(grad)?);
         let mut dh = vec![0f32; hv.len()];
         dh.par_chunks_mut(2 * inner * ROWS_PER_TASK)
