@@ -33,6 +33,15 @@ impl Activation {
         }
     }
 
+    /// `self.apply(norm.forward(x))`; SiLU after a group norm is one fused op when
+    /// training on the CPU ([`GroupNorm::forward_silu`]).
+    pub fn after_group_norm(self, norm: &super::GroupNorm, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Self::Silu => norm.forward_silu(x),
+            other => other.apply(&norm.forward(x)?),
+        }
+    }
+
     /// Applies the activation element-wise.
     pub fn apply(self, x: &Tensor) -> Result<Tensor> {
         match self {

@@ -6,6 +6,7 @@
 //! CPU tensors; everything else (GPU, half precision) takes the tensor-op path.
 
 use super::cpu_f32::{contiguous_f32, f32_values as values};
+use super::fast_exp::exp_approx;
 use candle_core::{bail, CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -95,10 +96,20 @@ fn moments(values: &[f32], eps: f64) -> (f64, f64) {
     (mean, 1.0 / (var + eps).sqrt())
 }
 
-/// Group norm over `[B, C, ...]` with per-channel weight and bias.
+/// Group norm over `[B, C, ...]` with per-channel weight and bias; with `silu` (training
+/// only), followed by SiLU `v / (1 + exp(-v))` in the same pass with the vectorisable
+/// [`exp_approx`] (within a few ulp of candle's `silu`), so training keeps no separate
+/// activation tensor and gradient.
 pub(crate) struct FusedGroupNorm {
     pub groups: usize,
     pub eps: f64,
+    pub silu: bool,
+}
+
+/// SiLU's derivative at `v`: `s (1 + v (1 - s))` with `s = sigmoid(v)`.
+fn silu_slope(v: f32) -> f32 {
+    let s = 1.0 / (1.0 + exp_approx(-v));
+    s * (1.0 + v * (1.0 - s))
 }
 
 impl CustomOp3 for FusedGroupNorm {
@@ -155,8 +166,15 @@ impl CustomOp3 for FusedGroupNorm {
                         let from = start + k * positions;
                         let src = &x[from..from + positions];
                         let dst = &mut out[from..from + positions];
-                        for (d, &v) in dst.iter_mut().zip(src) {
-                            *d = v * scale + shift;
+                        if self.silu {
+                            for (d, &v) in dst.iter_mut().zip(src) {
+                                let y = v * scale + shift;
+                                *d = y / (1.0 + exp_approx(-y));
+                            }
+                        } else {
+                            for (d, &v) in dst.iter_mut().zip(src) {
+                                *d = v * scale + shift;
+                            }
                         }
                     }
                 }
@@ -168,7 +186,7 @@ impl CustomOp3 for FusedGroupNorm {
         &self,
         x: &Tensor,
         weight: &Tensor,
-        _bias: &Tensor,
+        bias: &Tensor,
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<Grads3> {
@@ -177,7 +195,30 @@ impl CustomOp3 for FusedGroupNorm {
         let positions: usize = dims[2..].iter().product();
         let per_group = channels / self.groups;
         let group_len = per_group * positions;
-        let (xv, dy, w) = (values(x)?, values(grad)?, values(weight)?);
+        let (xv, mut dy, w) = (values(x)?, values(grad)?, values(weight)?);
+        if self.silu {
+            // Through the SiLU first: dy *= silu'(the normalised value), recomputed.
+            let b = values(bias)?;
+            dy.par_chunks_mut(group_len.max(1))
+                .zip(xv.par_chunks(group_len.max(1)))
+                .enumerate()
+                .for_each(|(i, (dy, x))| {
+                    let first = (i % self.groups) * per_group;
+                    let (mean, rstd) = moments(x, self.eps);
+                    for (k, (dc, xc)) in dy
+                        .chunks_exact_mut(positions)
+                        .zip(x.chunks_exact(positions))
+                        .enumerate()
+                    {
+                        let scale = rstd * w[first + k] as f64;
+                        let shift = (b[first + k] as f64 - mean * scale) as f32;
+                        let scale = scale as f32;
+                        for (g, &v) in dc.iter_mut().zip(xc) {
+                            *g *= silu_slope(v * scale + shift);
+                        }
+                    }
+                });
+        }
         let mut dx = vec![0f32; xv.len()];
         let per_item = (channels * positions).max(1);
         // One picture of the batch per task, each with its own weight and bias gradients,

@@ -14,32 +14,10 @@ use candle_core::{bail, CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::cpu_f32::{contiguous_f32, f32_values as values};
+use super::fast_exp::exp_approx;
 
 /// Rows per parallel task.
 const ROWS_PER_TASK: usize = 64;
-
-/// `e^x` for `x` in about [-87, 88] (clamped beyond), relative error about 2e-7:
-/// `x = n ln 2 + r` with `|r| <= ln 2 / 2`, `e^r` by its Taylor series to `r^7`, and `2^n`
-/// written into the exponent bits.
-#[inline(always)]
-fn exp_approx(x: f32) -> f32 {
-    const LN2_HI: f32 = 0.693_145_75;
-    const LN2_LO: f32 = 1.428_606_8e-6;
-    // Round to nearest by adding and removing 1.5 * 2^23 (`round()` is a libm call on the
-    // baseline x86-64 target and would keep the loops scalar).
-    const ROUNDER: f32 = 12_582_912.0;
-    let x = x.clamp(-87.0, 88.0);
-    let n = (x * std::f32::consts::LOG2_E + ROUNDER) - ROUNDER;
-    let r = (x - n * LN2_HI) - n * LN2_LO;
-    let p = 1.0
-        + r * (1.0
-            + r * (0.5
-                + r * (1.0 / 6.0
-                    + r * (1.0 / 24.0
-                        + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
-    p * scale
-}
 
 /// The standard normal CDF `Phi(x) = (1 + erf(x / sqrt 2)) / 2` and density `phi(x)`.
 #[inline(always)]

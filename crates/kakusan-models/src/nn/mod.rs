@@ -13,6 +13,7 @@ mod conv;
 mod conv2d_op;
 mod cpu_f32;
 mod downsample;
+mod fast_exp;
 mod feed_forward;
 mod fused_norms;
 mod geglu_op;

@@ -69,7 +69,7 @@ impl ResnetBlock2D {
 
     /// `x`: `[B, in, H, W]`; `temb`: `[B, temb_channels]` when the block has a projection.
     pub fn forward(&self, x: &Tensor, temb: Option<&Tensor>) -> Result<Tensor> {
-        let h = self.act.apply(&self.norm1.forward(x)?)?;
+        let h = self.act.after_group_norm(&self.norm1, x)?;
         let mut h = self.conv1.forward(&h)?;
         if let Some(proj) = &self.time_emb_proj {
             let Some(temb) = temb else {
@@ -81,7 +81,7 @@ impl ResnetBlock2D {
                 .unsqueeze(3)?;
             h = h.broadcast_add(&t)?;
         }
-        let h = self.act.apply(&self.norm2.forward(&h)?)?;
+        let h = self.act.after_group_norm(&self.norm2, &h)?;
         let h = self.conv2.forward(&h)?;
         let shortcut = match &self.conv_shortcut {
             Some(conv) => conv.forward(x)?,

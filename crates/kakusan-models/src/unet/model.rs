@@ -250,9 +250,10 @@ impl UNet2DConditionModel {
         }
 
         if let Some(norm) = &self.conv_norm_out {
-            h = norm
-                .forward(&h)
-                .and_then(|t| self.layout.act.apply(&t))
+            h = self
+                .layout
+                .act
+                .after_group_norm(norm, &h)
                 .running("conv_norm_out")?;
         }
         self.conv_out.forward(&h).running("conv_out")

@@ -87,9 +87,8 @@ impl Decoder {
             h = block.forward(&h).running(place)?;
         }
         let h = self
-            .conv_norm_out
-            .forward(&h)
-            .and_then(|t| self.act.apply(&t))
+            .act
+            .after_group_norm(&self.conv_norm_out, &h)
             .running("decoder.conv_norm_out")?;
         self.conv_out.forward(&h).running("decoder.conv_out")
     }

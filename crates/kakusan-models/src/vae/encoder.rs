@@ -88,9 +88,8 @@ impl Encoder {
         }
         h = self.mid_block.forward(&h).running("encoder.mid_block")?;
         let h = self
-            .conv_norm_out
-            .forward(&h)
-            .and_then(|t| self.act.apply(&t))
+            .act
+            .after_group_norm(&self.conv_norm_out, &h)
             .running("encoder.conv_norm_out")?;
         self.conv_out.forward(&h).running("encoder.conv_out")
     }
