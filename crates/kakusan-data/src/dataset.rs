@@ -72,7 +72,8 @@ impl Dataset {
     /// The same dataset with each object's glyph replaced, with probability `fraction`, by a
     /// glyph of [`Glyph::NOVEL`] (0, the default: the base data, which never draws them; 1:
     /// novel glyphs only, a fine-tuning set). The replacement has its own random stream, so
-    /// every other attribute of sample `i` stays what it is without novel glyphs.
+    /// every other attribute of sample `i` stays what it is without novel glyphs. (On the
+    /// held-out split a replaced object no longer forms a held-out glyph and colour pair.)
     pub fn with_novel_glyphs(mut self, fraction: f32) -> Result<Self, DataError> {
         if !(0.0..=1.0).contains(&fraction) {
             return Err(DataError::BadNovelGlyphFraction(fraction));

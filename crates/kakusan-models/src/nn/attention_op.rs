@@ -28,11 +28,16 @@ fn sizes(q: &[usize], k: &[usize], v: &[usize]) -> Result<(usize, usize, usize, 
     if nk != n || nv != n || dk != d || lv != lk {
         bail!("attention shapes do not fit: q {q:?}, k {k:?}, v {v:?}");
     }
+    if lk == 0 {
+        bail!("attention over no keys: k {k:?}");
+    }
     Ok((n, lq, lk, d, dv))
 }
 
 /// The probabilities `softmax(q k^T * scale)` of one item into `p` (`lq x lk`).
 fn probabilities(q: &[f32], k: &[f32], p: &mut [f32], lq: usize, lk: usize, d: usize, scale: f32) {
+    // Subtracting the row maximum before scaling needs a positive scale (1 / sqrt(d)).
+    debug_assert!(scale > 0.0);
     let (qv, kt) = (View::row_major(q, d), View::row_major(k, d).transposed());
     matmul(p, lq, lk, d, qv, kt, false);
     for row in p.chunks_exact_mut(lk) {

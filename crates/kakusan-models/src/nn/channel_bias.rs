@@ -69,7 +69,7 @@ impl CustomOp2 for ChannelBias {
         let x = contiguous_f32(s1, l1, "channel bias: input")?;
         let bias = contiguous_f32(s2, l2, "channel bias: bias")?;
         let (_, channels, inner) = split_at_axis(l1.dims(), self.dim)?;
-        if bias.len() != channels || inner == 0 {
+        if bias.len() != channels || inner == 0 || channels == 0 {
             return Ok((CpuStorage::F32(x.to_vec()), l1.shape().clone()));
         }
         let mut out = x.to_vec();

@@ -218,7 +218,8 @@ impl CustomOp3 for Conv2dOp {
         );
         let image_len = p.channels * p.height * p.width;
         let (xv, wv, dy) = (values(x)?, values(weight)?, values(grad)?);
-        let input_grad = x.track_op();
+        // (An input without elements has no gradient to compute.)
+        let input_grad = x.track_op() && image_len > 0;
         let mut dx = vec![0f32; if input_grad { xv.len() } else { 0 }];
         // Per task: the weight and bias gradients of its pictures, and scratch matrices.
         struct Partial {

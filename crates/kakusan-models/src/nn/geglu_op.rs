@@ -110,6 +110,10 @@ mod tests {
 
     #[test]
     fn exp_and_normal_cdf_are_accurate() {
+        assert_eq!(exp_approx(-1000.0), 0.0);
+        assert_eq!(exp_approx(f32::NEG_INFINITY), 0.0);
+        let (cdf, pdf) = normal_cdf_pdf(-1e30);
+        assert_eq!((cdf, pdf), (0.0, 0.0));
         for i in -4000..=4000 {
             let x = i as f32 / 100.0;
             let (e, want) = (exp_approx(x), (x as f64).exp());
