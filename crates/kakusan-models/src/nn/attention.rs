@@ -140,11 +140,7 @@ pub fn scaled_dot_product_attention(
     upcast: bool,
 ) -> Result<Tensor> {
     // Training on the CPU in f32: one fused op with an analytic backward.
-    let tracked = [q, k, v].iter().any(|t| t.track_op());
-    let cpu_f32 = [q, k, v]
-        .iter()
-        .all(|t| t.device().is_cpu() && t.dtype() == DType::F32);
-    if tracked && cpu_f32 {
+    if super::cpu_f32::cpu_f32_training(&[q, k, v]) {
         let op = super::attention_op::AttentionOp {
             scale: scale as f32,
         };

@@ -9,8 +9,8 @@
 //! Inference (nothing tracks gradients), other devices and other dtypes keep
 //! `broadcast_add`; the forward values are identical either way.
 
-use super::cpu_f32::contiguous_f32;
-use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor};
+use super::cpu_f32::{contiguous_f32, cpu_f32_training};
+use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 /// Rows of a last-axis bias (a linear layer's `[rows, C]`) per parallel task.
@@ -26,10 +26,7 @@ pub fn add_channel_bias(x: &Tensor, bias: &Tensor, dim: usize) -> Result<Tensor>
             x.dims()
         );
     }
-    let tracked = x.track_op() || bias.track_op();
-    let fast =
-        tracked && x.device().is_cpu() && x.dtype() == DType::F32 && bias.dtype() == DType::F32;
-    if fast {
+    if cpu_f32_training(&[x, bias]) {
         return x
             .contiguous()?
             .apply_op2(&bias.contiguous()?, ChannelBias { dim });
@@ -152,7 +149,7 @@ impl CustomOp1 for SumPerChannel {
 mod tests {
     use super::*;
     use crate::nn::test_util::max_abs_diff;
-    use candle_core::{Device, Var};
+    use candle_core::{DType, Device, Var};
 
     /// Forward and both gradients against `broadcast_add`, for the kept axis first, in the
     /// middle and last.

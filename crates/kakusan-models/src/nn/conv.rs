@@ -66,9 +66,7 @@ impl Conv2d {
 
     /// Whether this is CPU f32 training: gradients tracked through `x` or the weight.
     fn training_path(&self, x: &Tensor) -> bool {
-        x.device().is_cpu()
-            && x.dtype() == candle_core::DType::F32
-            && (x.track_op() || self.weight.track_op())
+        super::cpu_f32::cpu_f32_training(&[x, &self.weight])
     }
 
     /// Whether to run `weight @ im2col(x)` (CPU f32 inference): while the patch matrix stays

@@ -20,3 +20,12 @@ pub(crate) fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> R
 pub(crate) fn f32_values(t: &Tensor) -> Result<Vec<f32>> {
     t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()
 }
+
+/// Whether these operands take a layer's CPU f32 training path: all on the CPU in f32, and
+/// at least one tracking gradients (inference keeps the exact, generic path).
+pub(crate) fn cpu_f32_training(tensors: &[&Tensor]) -> bool {
+    tensors.iter().any(|t| t.track_op())
+        && tensors
+            .iter()
+            .all(|t| t.device().is_cpu() && t.dtype() == DType::F32)
+}

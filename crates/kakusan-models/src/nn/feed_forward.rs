@@ -32,7 +32,7 @@ impl Geglu {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let h = self.proj.forward(x)?;
         // Training on the CPU in f32: one fused op with an analytic backward.
-        if h.track_op() && h.device().is_cpu() && h.dtype() == candle_core::DType::F32 {
+        if super::cpu_f32::cpu_f32_training(&[&h]) {
             let op = super::geglu_op::GegluOp { inner: self.inner };
             return h.contiguous()?.apply_op1(op);
         }

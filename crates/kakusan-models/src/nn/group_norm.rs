@@ -8,6 +8,8 @@
 use candle_core::{bail, DType, Result, Tensor};
 use candle_nn::VarBuilder;
 
+use super::cpu_f32::cpu_f32_training;
+
 /// `GroupNorm(num_groups, num_channels, eps, affine=True)`.
 #[derive(Debug, Clone)]
 pub struct GroupNorm {
@@ -84,8 +86,8 @@ impl GroupNorm {
     /// `silu(self.forward(x))`; when training on the CPU in f32, one fused op (no separate
     /// activation tensor or gradient; SiLU's `exp` approximated to ~2e-7).
     pub fn forward_silu(&self, x: &Tensor) -> Result<Tensor> {
-        let training = x.track_op() || self.weight.track_op();
-        if training && super::fused_norms::fused_applies(&[x, &self.weight, &self.bias]) {
+        let operands = [x, &self.weight, &self.bias];
+        if cpu_f32_training(&operands) && super::fused_norms::fused_applies(&operands) {
             if x.dims().len() < 2 || x.dims()[1] != self.channels {
                 return self.forward(x);
             }
