@@ -11,8 +11,8 @@ use candle_core::{bail, CpuStorage, CustomOp3, DType, Layout, Result, Shape, Ten
 use rayon::prelude::*;
 
 /// Gradients of `y = (x - mean) * rstd * w + b` over one normalised group of `x` whose
-/// channels (each `positions` values long, weight `w[ch]`) start at channel `first_ch`.
-/// Adds into `dw` / `db` and writes `dx`.
+/// channels (each `positions` values long, weight `w[ch]`) start at channel `first_ch`;
+/// `(mean, rstd)` are the group's [`moments`]. Adds into `dw` / `db` and writes `dx`.
 #[allow(clippy::too_many_arguments)]
 fn group_backward(
     x: &[f32],
@@ -20,12 +20,11 @@ fn group_backward(
     weight: &[f32],
     first_ch: usize,
     positions: usize,
-    eps: f64,
+    (mean, rstd): (f64, f64),
     dx: &mut [f32],
     dw: &mut [f64],
     db: &mut [f64],
 ) {
-    let (mean, rstd) = moments(x, eps);
     let n = x.len().max(1) as f64;
     let (mut sum_g, mut sum_g_xhat) = (0f64, 0f64);
     for (k, (xc, gc)) in x
@@ -106,10 +105,41 @@ pub(crate) struct FusedGroupNorm {
     pub silu: bool,
 }
 
+/// A channel's normalisation as `x * scale + shift` in f32 (the arrangement PyTorch's CPU
+/// kernel uses): `scale = rstd * w`, `shift = b - mean * scale`, both formed in f64.
+fn channel_affine((mean, rstd): (f64, f64), weight: f32, bias: f32) -> (f32, f32) {
+    let scale = rstd * weight as f64;
+    (scale as f32, (bias as f64 - mean * scale) as f32)
+}
+
 /// SiLU's derivative at `v`: `s (1 + v (1 - s))` with `s = sigmoid(v)`.
 fn silu_slope(v: f32) -> f32 {
     let s = 1.0 / (1.0 + exp_approx(-v));
     s * (1.0 + v * (1.0 - s))
+}
+
+/// Multiplies `dy` of one group by SiLU's derivative at the group's normalised values,
+/// recomputed from `x` as the forward pass computed them (`x * scale + shift` in f32).
+#[allow(clippy::too_many_arguments)]
+fn silu_backward(
+    x: &[f32],
+    dy: &mut [f32],
+    first_ch: usize,
+    positions: usize,
+    (mean, rstd): (f64, f64),
+    weight: &[f32],
+    bias: &[f32],
+) {
+    for (k, (dc, xc)) in dy
+        .chunks_exact_mut(positions)
+        .zip(x.chunks_exact(positions))
+        .enumerate()
+    {
+        let (scale, shift) = channel_affine((mean, rstd), weight[first_ch + k], bias[first_ch + k]);
+        for (g, &v) in dc.iter_mut().zip(xc) {
+            *g *= silu_slope(v * scale + shift);
+        }
+    }
 }
 
 impl CustomOp3 for FusedGroupNorm {
@@ -160,9 +190,7 @@ impl CustomOp3 for FusedGroupNorm {
                     let (mean, rstd) = moments(&x[start..start + group_len], self.eps);
                     for k in 0..per_group {
                         let ch = g * per_group + k;
-                        let scale = rstd * weight[ch] as f64;
-                        let shift = (bias[ch] as f64 - mean * scale) as f32;
-                        let scale = scale as f32;
+                        let (scale, shift) = channel_affine((mean, rstd), weight[ch], bias[ch]);
                         let from = start + k * positions;
                         let src = &x[from..from + positions];
                         let dst = &mut out[from..from + positions];
@@ -196,47 +224,38 @@ impl CustomOp3 for FusedGroupNorm {
         let per_group = channels / self.groups;
         let group_len = per_group * positions;
         let (xv, mut dy, w) = (values(x)?, values(grad)?, values(weight)?);
-        if self.silu {
-            // Through the SiLU first: dy *= silu'(the normalised value), recomputed.
-            let b = values(bias)?;
-            dy.par_chunks_mut(group_len.max(1))
-                .zip(xv.par_chunks(group_len.max(1)))
-                .enumerate()
-                .for_each(|(i, (dy, x))| {
-                    let first = (i % self.groups) * per_group;
-                    let (mean, rstd) = moments(x, self.eps);
-                    for (k, (dc, xc)) in dy
-                        .chunks_exact_mut(positions)
-                        .zip(x.chunks_exact(positions))
-                        .enumerate()
-                    {
-                        let scale = rstd * w[first + k] as f64;
-                        let shift = (b[first + k] as f64 - mean * scale) as f32;
-                        let scale = scale as f32;
-                        for (g, &v) in dc.iter_mut().zip(xc) {
-                            *g *= silu_slope(v * scale + shift);
-                        }
-                    }
-                });
-        }
+        let b = if self.silu { values(bias)? } else { Vec::new() };
         let mut dx = vec![0f32; xv.len()];
         let per_item = (channels * positions).max(1);
         // One picture of the batch per task, each with its own weight and bias gradients,
         // summed in batch order afterwards (deterministic).
         let partials: Vec<(Vec<f64>, Vec<f64>)> = dx
             .par_chunks_mut(per_item)
-            .zip(xv.par_chunks(per_item).zip(dy.par_chunks(per_item)))
+            .zip(xv.par_chunks(per_item).zip(dy.par_chunks_mut(per_item)))
             .map(|(dx, (xv, dy))| {
                 let (mut dw, mut db) = (vec![0f64; channels], vec![0f64; channels]);
                 for g in 0..self.groups {
                     let range = g * group_len..(g + 1) * group_len;
+                    let stats = moments(&xv[range.clone()], self.eps);
+                    if self.silu {
+                        // Through the SiLU first: dy *= silu'(the normalised value).
+                        silu_backward(
+                            &xv[range.clone()],
+                            &mut dy[range.clone()],
+                            g * per_group,
+                            positions,
+                            stats,
+                            &w,
+                            &b,
+                        );
+                    }
                     group_backward(
                         &xv[range.clone()],
                         &dy[range.clone()],
                         &w,
                         g * per_group,
                         positions,
-                        self.eps,
+                        stats,
                         &mut dx[range],
                         &mut dw,
                         &mut db,
@@ -318,7 +337,8 @@ impl CustomOp3 for FusedLayerNorm {
             .zip(dx.chunks_exact_mut(dim))
         {
             // One row is a group of `dim` channels of one position each.
-            group_backward(xs, gs, &w, 0, 1, self.eps, d, &mut dw, &mut db);
+            let stats = moments(xs, self.eps);
+            group_backward(xs, gs, &w, 0, 1, stats, d, &mut dw, &mut db);
         }
         grads(x, weight, dx, dw, db)
     }

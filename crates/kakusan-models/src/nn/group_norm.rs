@@ -64,6 +64,15 @@ impl GroupNorm {
     /// Normalises `x` of shape `[B, C, ...]` over each group of `C / groups` channels and
     /// all trailing positions.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.check_input(x)?;
+        if super::fused_norms::fused_applies(&[x, &self.weight, &self.bias]) {
+            return self.fused(x, false);
+        }
+        self.forward_tensor_ops(x)
+    }
+
+    /// `x` must be `[B, channels, ...]`.
+    fn check_input(&self, x: &Tensor) -> Result<()> {
         let dims = x.dims();
         if dims.len() < 2 || dims[1] != self.channels {
             bail!(
@@ -72,31 +81,26 @@ impl GroupNorm {
                 dims
             );
         }
-        if super::fused_norms::fused_applies(&[x, &self.weight, &self.bias]) {
-            let op = super::fused_norms::FusedGroupNorm {
-                groups: self.groups,
-                eps: self.eps,
-                silu: false,
-            };
-            return x.apply_op3(&self.weight, &self.bias, op);
-        }
-        self.forward_tensor_ops(x)
+        Ok(())
+    }
+
+    /// The fused CPU kernel, followed by SiLU when `silu`.
+    fn fused(&self, x: &Tensor, silu: bool) -> Result<Tensor> {
+        let op = super::fused_norms::FusedGroupNorm {
+            groups: self.groups,
+            eps: self.eps,
+            silu,
+        };
+        x.apply_op3(&self.weight, &self.bias, op)
     }
 
     /// `silu(self.forward(x))`; when training on the CPU in f32, one fused op (no separate
     /// activation tensor or gradient; SiLU's `exp` approximated to ~2e-7).
     pub fn forward_silu(&self, x: &Tensor) -> Result<Tensor> {
+        self.check_input(x)?;
         let operands = [x, &self.weight, &self.bias];
         if cpu_f32_training(&operands) && super::fused_norms::fused_applies(&operands) {
-            if x.dims().len() < 2 || x.dims()[1] != self.channels {
-                return self.forward(x);
-            }
-            let op = super::fused_norms::FusedGroupNorm {
-                groups: self.groups,
-                eps: self.eps,
-                silu: true,
-            };
-            return x.apply_op3(&self.weight, &self.bias, op);
+            return self.fused(x, true);
         }
         self.forward(x)?.silu()
     }
