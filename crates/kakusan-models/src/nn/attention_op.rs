@@ -198,17 +198,11 @@ mod tests {
                 assert!(diff.to_scalar::<f32>().unwrap() < 1e-5);
                 check
             };
-            let max =
-                |t: &Tensor| -> f32 { t.abs().unwrap().max_all().unwrap().to_scalar().unwrap() };
+            let max = crate::nn::test_util::max_abs;
             assert!(max(&(&ours - &theirs).unwrap()) < 1e-5, "forward");
             let r = Tensor::randn(0f32, 1.0, (n, lq, dv), &dev).unwrap();
-            let go = (&ours * &r).unwrap().sum_all().unwrap().backward().unwrap();
-            let gt = (&theirs * &r)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
+            let go = crate::nn::test_util::weighted_sum_grads(&ours, &r);
+            let gt = crate::nn::test_util::weighted_sum_grads(&theirs, &r);
             for (name, x) in [("q", &q), ("k", &k), ("v", &v)] {
                 let (a, b) = (
                     go.get(x.as_tensor()).unwrap(),

@@ -190,14 +190,9 @@ mod tests {
             .unwrap();
         assert_eq!(ours.dims(), theirs.dims());
         let r = Tensor::randn(0f32, 1.0, ours.dims(), &dev).unwrap();
-        let go = (&ours * &r).unwrap().sum_all().unwrap().backward().unwrap();
-        let gt = (&theirs * &r)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        let max = |t: &Tensor| -> f32 { t.abs().unwrap().max_all().unwrap().to_scalar().unwrap() };
+        let go = crate::nn::test_util::weighted_sum_grads(&ours, &r);
+        let gt = crate::nn::test_util::weighted_sum_grads(&theirs, &r);
+        let max = crate::nn::test_util::max_abs;
         // f32 sums of at most c*k*k*2 products in another order: 1e-5 of the magnitude.
         let close = |a: &Tensor, b: &Tensor, what: &str| {
             let d = max(&(a - b).unwrap());
@@ -261,10 +256,9 @@ mod tests {
                 .broadcast_add(&bias.as_tensor().reshape((1, 4, 1, 1)).unwrap())
                 .unwrap();
             let r = Tensor::randn(0f32, 1.0, ours.dims(), &dev).unwrap();
-            let loss = |y: &Tensor| (y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+            let loss = |y: &Tensor| crate::nn::test_util::weighted_sum_grads(y, &r);
             let (go, gt) = (loss(&ours), loss(&theirs));
-            let max =
-                |t: &Tensor| -> f32 { t.abs().unwrap().max_all().unwrap().to_scalar().unwrap() };
+            let max = crate::nn::test_util::max_abs;
             for v in [&w, &bias] {
                 let (a, b) = (
                     go.get(v.as_tensor()).unwrap(),

@@ -145,18 +145,12 @@ mod tests {
             let value = h.as_tensor().narrow(D::Minus1, 0, inner).unwrap();
             let gate = h.as_tensor().narrow(D::Minus1, inner, inner).unwrap();
             let theirs = (value * gate.gelu_erf().unwrap()).unwrap();
-            let max =
-                |t: &Tensor| -> f32 { t.abs().unwrap().max_all().unwrap().to_scalar().unwrap() };
+            let max = crate::nn::test_util::max_abs;
             // The normal CDF approximation: ~1e-7 absolute, times |value * gate| <~ 50.
             assert!(max(&(&ours - &theirs).unwrap()) < 1e-5);
             let r = Tensor::randn(0f32, 1.0, (rows, inner), &dev).unwrap();
-            let go = (&ours * &r).unwrap().sum_all().unwrap().backward().unwrap();
-            let gt = (&theirs * &r)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
+            let go = crate::nn::test_util::weighted_sum_grads(&ours, &r);
+            let gt = crate::nn::test_util::weighted_sum_grads(&theirs, &r);
             let (a, b) = (
                 go.get(h.as_tensor()).unwrap(),
                 gt.get(h.as_tensor()).unwrap(),

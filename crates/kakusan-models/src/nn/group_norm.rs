@@ -154,17 +154,12 @@ mod tests {
             GroupNorm::from_tensors(w.as_tensor().clone(), b.as_tensor().clone(), 3, 1e-5).unwrap();
         let ours = norm.forward_silu(x.as_tensor()).unwrap();
         let theirs = norm.forward(x.as_tensor()).unwrap().silu().unwrap();
-        let max = |t: &Tensor| -> f32 { t.abs().unwrap().max_all().unwrap().to_scalar().unwrap() };
+        let max = crate::nn::test_util::max_abs;
         // The same formula on the same normalised values, exp to ~2e-7 relative.
         assert!(max(&(&ours - &theirs).unwrap()) < 1e-6);
         let r = Tensor::randn(0f32, 1.0, ours.dims(), &dev).unwrap();
-        let go = (&ours * &r).unwrap().sum_all().unwrap().backward().unwrap();
-        let gt = (&theirs * &r)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
+        let go = crate::nn::test_util::weighted_sum_grads(&ours, &r);
+        let gt = crate::nn::test_util::weighted_sum_grads(&theirs, &r);
         for (name, v) in [("x", &x), ("weight", &w), ("bias", &b)] {
             let (a, c) = (
                 go.get(v.as_tensor()).unwrap(),

@@ -64,4 +64,10 @@ pub(crate) mod test_util {
     pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
         max_abs(&(a - b).unwrap())
     }
+
+    /// The gradients of `sum(y * r)`: a dense, fixed upstream gradient `r` for comparing an
+    /// op's backward pass with a reference's.
+    pub fn weighted_sum_grads(y: &Tensor, r: &Tensor) -> candle_core::backprop::GradStore {
+        (y * r).unwrap().sum_all().unwrap().backward().unwrap()
+    }
 }
