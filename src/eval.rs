@@ -130,14 +130,17 @@ fn reconstruction(
     let mut grid = Vec::new();
     let mut l1 = 0f64;
     let glyph = chosen_glyph(args)?;
-    let sample = |i: usize| {
-        let mut s = data.sample(i as u64);
-        if let Some(glyph) = glyph {
-            s.scene.objects.iter_mut().for_each(|o| o.glyph = glyph);
-            s.image = kakusan_data::render(&s.scene, 64);
-            s.caption = kakusan_data::canonical_prompt(&s.scene);
+    // With --glyph, the held-out scene redrawn (rendered once) with that glyph.
+    let sample = |i: usize| match glyph {
+        None => data.sample(i as u64),
+        Some(glyph) => {
+            let scene = data.scene(i as u64).with_glyph(glyph);
+            Sample {
+                image: kakusan_data::render(&scene, data.image_size()),
+                caption: kakusan_data::canonical_prompt(&scene),
+                scene,
+            }
         }
-        s
     };
     for start in (0..args.count).step_by(16) {
         let n = 16.min(args.count - start);

@@ -111,11 +111,6 @@ impl Dataset {
         SplitMix64::for_keys(&[self.seed, split_key, index])
     }
 
-    /// The share of objects drawn as a novel glyph.
-    pub fn novel_glyph_fraction(&self) -> f32 {
-        self.novel_glyph_fraction
-    }
-
     /// The scene of sample `index` (cheap: no rendering).
     pub fn scene(&self, index: u64) -> Scene {
         self.scene_from(&mut self.rng(index), index)

@@ -125,6 +125,15 @@ pub struct Scene {
 }
 
 impl Scene {
+    /// The same scene with every object drawn as `glyph` (colours, sizes, positions and
+    /// the background kept).
+    pub fn with_glyph(mut self, glyph: Glyph) -> Self {
+        for object in &mut self.objects {
+            object.glyph = glyph;
+        }
+        self
+    }
+
     /// Samples a scene of `split`: two objects with probability `two_object_fraction`, else
     /// one.
     pub fn sample(rng: &mut SplitMix64, split: Split, two_object_fraction: f32) -> Self {

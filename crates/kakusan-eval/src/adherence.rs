@@ -47,12 +47,13 @@ pub fn held_out_cases(count: usize, seed: u64) -> Result<Vec<EvalCase>> {
 pub fn with_glyph(cases: Vec<EvalCase>, glyph: Glyph) -> Vec<EvalCase> {
     cases
         .into_iter()
-        .map(|mut case| {
-            for object in &mut case.scene.objects {
-                object.glyph = glyph;
+        .map(|case| {
+            let scene = case.scene.with_glyph(glyph);
+            EvalCase {
+                prompt: canonical_prompt(&scene),
+                scene,
+                seed: case.seed,
             }
-            case.prompt = canonical_prompt(&case.scene);
-            case
         })
         .collect()
 }
