@@ -193,12 +193,12 @@ fn train_unet(args: &TrainArgs) -> anyhow::Result<()> {
     .with_prediction(scheduler.prediction()?);
     eprintln!(
         "text encoder + UNet: {} parameters",
-        task.vars().parameter_count()
+        task.model_vars().parameter_count()
     );
     if let Some(init) = &args.init {
         let weights = kakusan_train::export::load_pipeline_weights(init, &device)
             .context("loading the initial weights")?;
-        kakusan_train::init::load_initial_weights(task.vars(), &weights)?;
+        kakusan_train::init::load_initial_weights(&task.model_vars(), &weights)?;
     }
     let trainer = run_stage(
         &mut task,

@@ -4,9 +4,17 @@
 use image::RgbImage;
 use rayon::prelude::*;
 
+use super::caption_probe::CaptionLabels;
+
 /// Image `index` and its caption; the same index always gives the same pair.
 pub trait CaptionedImages: Send + Sync {
     fn get(&self, index: u64) -> (RgbImage, String);
+
+    /// What the caption of image `index` says, where the source knows it (the procedural
+    /// scenes); for the training-only caption probe.
+    fn labels(&self, _index: u64) -> Option<CaptionLabels> {
+        None
+    }
 }
 
 /// The batch of `batch` samples for `step` (indices `step * batch ..`), drawn in parallel

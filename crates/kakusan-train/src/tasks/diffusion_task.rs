@@ -15,6 +15,7 @@ use kakusan_models::vae::AutoencoderKL;
 use kakusan_sampling::Prediction;
 use serde::{Deserialize, Serialize};
 
+use super::caption_probe::{CaptionLabels, CaptionProbe, PROBE_PREFIX};
 use super::captioned_images::{batch_for_step, CaptionedImages};
 use crate::error::{Result, TrainError};
 use crate::named_vars::NamedVars;
@@ -41,6 +42,10 @@ pub struct DiffusionTaskConfig {
     /// last timestep, and the model learns to put the object where its starting noise
     /// suggests instead of where the prompt says.
     pub pyramid_noise: f64,
+    /// Weight of the caption probe's cross-entropy (see [`super::caption_probe`]) added to
+    /// the diffusion loss (0: no probe). Only sources that know their captions' labels
+    /// (the procedural data set) feed it.
+    pub caption_probe_weight: f64,
 }
 
 impl Default for DiffusionTaskConfig {
@@ -51,6 +56,7 @@ impl Default for DiffusionTaskConfig {
             seed: 0,
             offset_noise: 0.0,
             pyramid_noise: 0.0,
+            caption_probe_weight: 0.0,
         }
     }
 }
@@ -96,6 +102,7 @@ pub struct DiffusionTask {
     data: Box<dyn CaptionedImages>,
     device: Device,
     prediction: Prediction,
+    probe: Option<CaptionProbe>,
 }
 
 /// What the UNet regresses: the noise `eps`, or the velocity `a eps - s z` (`a`, `s`: the
@@ -146,7 +153,20 @@ impl DiffusionTask {
             unet_config,
         )
         .map_err(|e| TrainError::Config(format!("unet config: {e}")))?;
-        let vars = NamedVars::prefixed(&[(TEXT_PREFIX, &text_varmap), (UNET_PREFIX, &unet_varmap)]);
+        let probe_varmap = VarMap::new();
+        let probe = (config.caption_probe_weight > 0.0)
+            .then(|| {
+                CaptionProbe::new(
+                    VarBuilder::from_varmap(&probe_varmap, DType::F32, device),
+                    text_config.hidden_size,
+                )
+            })
+            .transpose()?;
+        let vars = NamedVars::prefixed(&[
+            (TEXT_PREFIX, &text_varmap),
+            (UNET_PREFIX, &unet_varmap),
+            (PROBE_PREFIX, &probe_varmap),
+        ]);
         crate::init::initialise(&vars)?;
         let scaling_factor = vae.config().scaling_factor;
         Ok(Self {
@@ -161,6 +181,7 @@ impl DiffusionTask {
             data,
             device: device.clone(),
             prediction: Prediction::Epsilon,
+            probe,
         })
     }
 
@@ -168,6 +189,12 @@ impl DiffusionTask {
     pub fn with_prediction(mut self, prediction: Prediction) -> Self {
         self.prediction = prediction;
         self
+    }
+
+    /// The variables of the model itself (text encoder and UNet), without the training-only
+    /// caption probe: what an exported model holds and `--init` sets.
+    pub fn model_vars(&self) -> NamedVars {
+        self.vars.filtered(|name| !name.starts_with(PROBE_PREFIX))
     }
 
     /// Text embeddings `[B, 77, D]` of `captions`.
@@ -198,10 +225,19 @@ impl TrainTask for DiffusionTask {
         let batch = batch_for_step(self.data.as_ref(), step, b);
         let mut gen = TorchCpuGenerator::new(self.config.seed.wrapping_add(step));
         let (images, captions): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+        let first = step * b as u64;
+        let mut labels: Vec<Option<CaptionLabels>> = Vec::with_capacity(b);
         let captions: Vec<String> = captions
             .into_iter()
-            .map(|c| {
-                if uniform(&mut gen) < self.config.caption_dropout {
+            .enumerate()
+            .map(|(i, c)| {
+                let dropped = uniform(&mut gen) < self.config.caption_dropout;
+                // An empty caption says nothing: the probe skips it.
+                labels.push(match (&self.probe, dropped) {
+                    (Some(_), false) => self.data.labels(first + i as u64),
+                    _ => None,
+                });
+                if dropped {
                     String::new()
                 } else {
                     c
@@ -257,7 +293,18 @@ impl TrainTask for DiffusionTask {
             .forward(&noisy, &timesteps, &context)
             .map_err(|e| TrainError::Config(format!("unet: {e}")))?;
         let target = regression_target(self.prediction, &z, &eps, &a, &s)?;
-        Ok((pred - target)?.sqr()?.mean_all()?)
+        let loss = (pred - target)?.sqr()?.mean_all()?;
+        let probe_loss = match &self.probe {
+            Some(probe) => probe.loss(&context, &labels)?,
+            None => None,
+        };
+        Ok(match probe_loss {
+            Some(p) => {
+                tracing::debug!(step, probe_loss = p.to_scalar::<f32>()?, "caption probe");
+                (loss + (p * self.config.caption_probe_weight)?)?
+            }
+            None => loss,
+        })
     }
 }
 
@@ -356,6 +403,7 @@ mod tests {
             seed: 3,
             offset_noise: 0.1,
             pyramid_noise: 0.0,
+            caption_probe_weight: 0.5,
         };
         let mut task = DiffusionTask::new(
             &text,

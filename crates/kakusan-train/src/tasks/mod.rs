@@ -1,12 +1,14 @@
 //! The things kakusan trains, each a [`TrainTask`](crate::TrainTask) whose batch depends
 //! only on the step number.
 
+pub mod caption_probe;
 pub mod captioned_images;
 pub mod diffusion_task;
 pub mod folder_images;
 pub mod procedural_images;
 pub mod vae_task;
 
+pub use caption_probe::{CaptionLabels, CaptionProbe};
 pub use captioned_images::CaptionedImages;
 pub use diffusion_task::{DiffusionTask, DiffusionTaskConfig};
 pub use folder_images::FolderImages;

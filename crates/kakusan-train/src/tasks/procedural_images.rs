@@ -4,6 +4,7 @@ use image::RgbImage;
 use kakusan_data::{Dataset, Split};
 use serde::{Deserialize, Serialize};
 
+use super::caption_probe::CaptionLabels;
 use super::captioned_images::CaptionedImages;
 use crate::error::{Result, TrainError};
 
@@ -43,5 +44,9 @@ impl CaptionedImages for ProceduralImages {
     fn get(&self, index: u64) -> (RgbImage, String) {
         let s = self.0.sample(index);
         (s.image, s.caption)
+    }
+
+    fn labels(&self, index: u64) -> Option<CaptionLabels> {
+        CaptionLabels::of_scene(&self.0.scene(index))
     }
 }
