@@ -349,3 +349,30 @@ fn metadata_is_readable() {
     assert_eq!(store.metadata("modelspec.prediction_type"), Some("v"));
     assert_eq!(store.metadata("absent"), None);
 }
+
+/// Loading drops the tensor's mapped pages from memory after the copy: loading the same
+/// tensors again (and a neighbour that shares a page with them, in another dtype) still
+/// gives the file's values.
+#[test]
+fn tensors_load_again_after_their_pages_are_released() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.safetensors");
+    let a: Vec<f32> = (0..300_001).map(|i| (i as f32 * 0.37).sin()).collect();
+    let b: Vec<f32> = (0..5_003).map(|i| i as f32 - 17.5).collect();
+    write_raw(
+        &path,
+        &[
+            ("a", "F32", vec![a.len()], f32_bytes(&a)),
+            ("b", "F32", vec![b.len()], f32_bytes(&b)),
+        ],
+    );
+    let store = SafetensorsStore::open(&path).unwrap();
+    let dev = Device::Cpu;
+    for _ in 0..2 {
+        let got = store.load("a", DType::F32, &dev).unwrap();
+        assert_eq!(got.to_vec1::<f32>().unwrap(), a);
+        let got = store.load("b", DType::F64, &dev).unwrap();
+        let want: Vec<f64> = b.iter().map(|&v| v as f64).collect();
+        assert_eq!(got.to_vec1::<f64>().unwrap(), want);
+    }
+}

@@ -27,6 +27,30 @@ struct MappedFile {
     metadata: HashMap<String, String>,
 }
 
+impl MappedFile {
+    /// Drops the pages of `bytes` from this process's resident memory once a tensor is
+    /// copied out of them: without it, loading a 4 GiB checkpoint held the 4 GiB of touched
+    /// mapped pages and the 4 GiB of copies at once (peak RSS 8.2 GiB for SD 1.5 in f32).
+    /// The file's pages stay in the page cache; a later read faults them back in.
+    fn release(&self, bytes: Range<usize>) {
+        #[cfg(unix)]
+        // SAFETY: the mapping is private and read-only, never written through: MADV_DONTNEED
+        // on it only unmaps pages from this process, and any later read (through any
+        // borrow) faults in the file's contents again, the same bytes as before (the
+        // assumption every mmap loader makes: the file does not change under us).
+        unsafe {
+            // Advice is only a hint: a failure leaves the pages resident, nothing more.
+            let _ = self.mmap.unchecked_advise_range(
+                memmap2::UncheckedAdvice::DontNeed,
+                bytes.start,
+                bytes.len(),
+            );
+        }
+        #[cfg(not(unix))]
+        let _ = bytes;
+    }
+}
+
 /// Where one tensor lives.
 #[derive(Debug, Clone)]
 struct Entry {
@@ -277,8 +301,10 @@ impl SafetensorsStore {
                 format!("byte range {bytes:?} is outside the file"),
             )
         })?;
-        decode(data, stored, shape, dtype, device)
-            .map_err(|e| self.read_error(key, entry, e.to_string()))
+        let tensor = decode(data, stored, shape, dtype, device)
+            .map_err(|e| self.read_error(key, entry, e.to_string()))?;
+        file.release(bytes);
+        Ok(tensor)
     }
 
     fn entry(&self, key: &str) -> Result<&Entry> {
