@@ -139,14 +139,22 @@ pub fn scaled_dot_product_attention(
     scale: f64,
     upcast: bool,
 ) -> Result<Tensor> {
-    // Training on the CPU in f32: one fused op with an analytic backward.
+    // On the CPU in f32: one fused op, with its analytic backward when training.
+    let op = super::attention_op::AttentionOp {
+        scale: scale as f32,
+    };
     if super::cpu_f32::cpu_f32_training(&[q, k, v]) {
-        let op = super::attention_op::AttentionOp {
-            scale: scale as f32,
-        };
         return q
             .contiguous()?
             .apply_op3(&k.contiguous()?, &v.contiguous()?, op);
+    }
+    if [q, k, v]
+        .iter()
+        .all(|t| t.device().is_cpu() && t.dtype() == DType::F32)
+    {
+        return q
+            .contiguous()?
+            .apply_op3_no_bwd(&k.contiguous()?, &v.contiguous()?, &op);
     }
     attention_in_slices(q, k, v, scale, upcast, MAX_SCORES_AT_ONCE)
 }
@@ -274,27 +282,45 @@ mod tests {
         out
     }
 
+    /// The CPU f32 op (query blocks, the last one partial when Lq = 150) and the sliced
+    /// candle path (f64) against the textbook formula.
     #[test]
     fn sdpa_matches_the_naive_formula() {
-        let (n, lq, lk, d) = (3, 5, 7, 4);
         let dev = Device::Cpu;
-        let (q, k, v) = (
-            data(n * lq * d, 1),
-            data(n * lk * d, 2),
-            data(n * lk * d, 3),
-        );
-        let t = |x: &Vec<f32>, l| Tensor::from_vec(x.clone(), (n, l, d), &dev).unwrap();
-        let out =
-            scaled_dot_product_attention(&t(&q, lq), &t(&k, lk), &t(&v, lk), 0.5, false).unwrap();
-        let got: Vec<f32> = out.flatten_all().unwrap().to_vec1().unwrap();
-        let want = naive(&q, &k, &v, n, lq, lk, d);
-        let err = got
-            .iter()
-            .zip(&want)
-            .map(|(g, w)| (*g as f64 - w).abs())
-            .fold(0.0, f64::max);
-        // Values are O(1) and sums run over 7 terms in f32: a few ulp.
-        assert!(err < 1e-6, "max error {err}");
+        for (n, lq, lk, d) in [(3, 5, 7, 4), (2, 150, 70, 16)] {
+            let (q, k, v) = (
+                data(n * lq * d, 1),
+                data(n * lk * d, 2),
+                data(n * lk * d, 3),
+            );
+            let want = naive(&q, &k, &v, n, lq, lk, d);
+            let scale = 1.0 / (d as f64).sqrt();
+            for dtype in [DType::F32, DType::F64] {
+                let t = |x: &Vec<f32>, l| {
+                    Tensor::from_vec(x.clone(), (n, l, d), &dev)
+                        .unwrap()
+                        .to_dtype(dtype)
+                        .unwrap()
+                };
+                let out =
+                    scaled_dot_product_attention(&t(&q, lq), &t(&k, lk), &t(&v, lk), scale, false)
+                        .unwrap();
+                let got: Vec<f64> = out
+                    .flatten_all()
+                    .unwrap()
+                    .to_dtype(DType::F64)
+                    .unwrap()
+                    .to_vec1()
+                    .unwrap();
+                let err = got
+                    .iter()
+                    .zip(&want)
+                    .map(|(g, w)| (g - w).abs())
+                    .fold(0.0, f64::max);
+                // Values are O(1), averages of at most 70 values in f32: a few ulp.
+                assert!(err < 1e-6, "{n}x{lq}x{lk}x{d} {dtype:?}: max error {err}");
+            }
+        }
     }
 
     #[test]
@@ -358,6 +384,34 @@ mod tests {
             assert_eq!(sliced.dims(), whole.dims());
             let diff = crate::nn::test_util::max_abs_diff(&whole, &sliced);
             assert_eq!(diff, 0.0, "max_scores {max_scores}");
+        }
+    }
+
+    /// Self-attention of SD 1.5's 64x64 level (CFG batch 2 x 8 heads, 4096 tokens, head
+    /// width 40) and its 32x32 level: milliseconds of the fused CPU op and of candle's
+    /// matmul / softmax / matmul in slices.
+    /// `cargo test --release -p kakusan-models --lib sd_attention_cost -- --ignored --nocapture`
+    #[test]
+    #[ignore = "benchmark"]
+    fn sd_attention_cost() {
+        let dev = Device::Cpu;
+        for (n, l, d) in [(16, 4096, 40), (16, 1024, 80)] {
+            let t = || Tensor::randn(0f32, 1.0, (n, l, d), &dev).unwrap();
+            let (q, k, v) = (t(), t(), t());
+            let scale = 1.0 / (d as f64).sqrt();
+            let time = |f: &dyn Fn() -> Tensor| {
+                f();
+                let start = std::time::Instant::now();
+                for _ in 0..2 {
+                    f();
+                }
+                start.elapsed().as_secs_f64() * 500.0
+            };
+            let fused = time(&|| scaled_dot_product_attention(&q, &k, &v, scale, false).unwrap());
+            let sliced = time(&|| {
+                attention_in_slices(&q, &k, &v, scale, false, MAX_SCORES_AT_ONCE).unwrap()
+            });
+            println!("[{n}, {l}, {d}]: fused {fused:.0} ms, candle in slices {sliced:.0} ms");
         }
     }
 }

@@ -1,8 +1,10 @@
 //! Scaled dot-product attention `softmax(q k^T * scale) v` as one CPU f32 custom op with an
-//! analytic backward, for training.
+//! analytic backward: training, and (without the backward) CPU f32 inference.
 //!
-//! One rayon task per batch-and-head item computes its scores, softmax and output with
-//! single-threaded GEMMs in a scratch matrix; nothing of size `Lq x Lk` enters candle's
+//! The forward pass runs one rayon task per batch-and-head item and block of
+//! [`QUERY_BLOCK`] queries: its scores, softmax and output with single-threaded GEMMs in a
+//! scratch matrix of `QUERY_BLOCK x Lk` (1 MB for the 4096 keys of a 512x512 SD picture, so
+//! it stays in the cache); nothing of size `Lq x Lk` is ever built or enters candle's
 //! graph. The backward pass recomputes the probabilities `P` of the item and forms
 //! `dV = P^T dO`, `dP = dO V^T`, `dS = P * (dP - rowsum(dP * P))`, `dQ = scale dS K` and
 //! `dK = scale dS^T Q`. Against candle's composite (matmul, our softmax op, matmul), this
@@ -13,7 +15,11 @@ use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::cpu_f32::{contiguous_f32, f32_values as values};
+use super::fast_exp::exp_approx;
 use super::small_gemm::{matmul, View};
+
+/// Queries per task of the forward pass.
+const QUERY_BLOCK: usize = 64;
 
 /// `softmax(q k^T * scale) v` over `[N, Lq, d]`, `[N, Lk, d]`, `[N, Lk, dv]`.
 pub(crate) struct AttentionOp {
@@ -44,7 +50,7 @@ fn probabilities(q: &[f32], k: &[f32], p: &mut [f32], lq: usize, lk: usize, d: u
         let max = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
         let mut sum = 0f32;
         for s in row.iter_mut() {
-            *s = ((*s - max) * scale).exp();
+            *s = exp_approx((*s - max) * scale);
             sum += *s;
         }
         let inv = 1.0 / sum;
@@ -71,18 +77,27 @@ impl CustomOp3 for AttentionOp {
         let v = contiguous_f32(s3, l3, "attention: v")?;
         let (n, lq, lk, d, dv) = sizes(l1.dims(), l2.dims(), l3.dims())?;
         let mut out = vec![0f32; n * lq * dv];
+        let block = QUERY_BLOCK.min(lq).max(1);
         out.par_chunks_mut((lq * dv).max(1))
             .enumerate()
-            .for_each_init(
-                || vec![0f32; lq * lk],
-                |p, (i, o)| {
-                    let qi = &q[i * lq * d..(i + 1) * lq * d];
-                    let ki = &k[i * lk * d..(i + 1) * lk * d];
-                    probabilities(qi, ki, p, lq, lk, d, self.scale);
-                    let vi = View::row_major(&v[i * lk * dv..(i + 1) * lk * dv], dv);
-                    matmul(o, lq, dv, lk, View::row_major(p, lk), vi, false);
-                },
-            );
+            .for_each(|(i, item)| {
+                let ki = &k[i * lk * d..(i + 1) * lk * d];
+                let vi = &v[i * lk * dv..(i + 1) * lk * dv];
+                item.par_chunks_mut(block * dv.max(1))
+                    .enumerate()
+                    .for_each_init(
+                        || vec![0f32; block * lk],
+                        |p, (j, o)| {
+                            let rows = o.len().checked_div(dv).unwrap_or(0);
+                            let first = i * lq + j * block;
+                            let qb = &q[first * d..(first + rows) * d];
+                            let p = &mut p[..rows * lk];
+                            probabilities(qb, ki, p, rows, lk, d, self.scale);
+                            let (pv, vv) = (View::row_major(p, lk), View::row_major(vi, dv));
+                            matmul(o, rows, dv, lk, pv, vv, false);
+                        },
+                    );
+            });
         Ok((CpuStorage::F32(out), Shape::from((n, lq, dv))))
     }
 

@@ -3,19 +3,15 @@
 //!
 //! When gradients are being tracked on the CPU in f32 (training), the convolution is one
 //! custom op with an analytic backward that works picture by picture (`conv2d_op.rs`).
-//! CPU f32 inference computes `weight @ im2col(x)` over the whole batch (`im2col.rs`) while
-//! the patch matrix is small enough, and candle's conv2d otherwise (and on other devices).
+//! CPU f32 inference runs the banded convolution (`banded_conv.rs`): per picture and band of
+//! output rows, a patch matrix small enough for the cache and a GEMM, the bands in parallel.
+//! Other devices and dtypes use candle's conv2d.
 
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 
-use super::channel_bias::add_channel_bias;
+use super::banded_conv::{BandedConv, BAND_BYTES};
 use super::conv2d_op::Conv2dOp;
-use super::im2col::{Im2Col, Patches};
-
-/// The largest patch matrix (bytes) the inference path builds before handing the
-/// convolution to candle's conv2d.
-const IM2COL_INFERENCE_LIMIT: usize = 64 << 20;
 
 /// `Conv2d` with a square kernel, bias, dilation 1 and one group.
 #[derive(Debug, Clone)]
@@ -69,54 +65,15 @@ impl Conv2d {
         super::cpu_f32::cpu_f32_training(&[x, &self.weight])
     }
 
-    /// Whether to run `weight @ im2col(x)` (CPU f32 inference): while the patch matrix stays
-    /// under [`IM2COL_INFERENCE_LIMIT`] (faster than candle's conv2d there; candle's own
-    /// tiling bounds the memory of the big convolutions of 512x512 decodes).
-    fn im2col_path(&self, x: &Tensor) -> bool {
-        if !x.device().is_cpu() || x.dtype() != candle_core::DType::F32 {
-            return false;
-        }
-        let (Ok((b, _, h, w)), Ok((_, cin, k, _))) = (x.dims4(), self.weight.dims4()) else {
-            return false;
-        };
-        let positions = (h + 2 * self.padding).saturating_sub(k) / self.stride + 1;
-        let width = (w + 2 * self.padding).saturating_sub(k) / self.stride + 1;
-        let bytes = 4 * b * cin * k * k * positions * width;
-        bytes <= IM2COL_INFERENCE_LIMIT
-    }
-
-    /// `weight @ im2col(x) + bias`, one matrix product over the whole batch.
-    fn forward_im2col(&self, x: &Tensor) -> Result<Tensor> {
-        let (b, c, h, w) = x.dims4()?;
-        let (cout, cin, k, _) = self.weight.dims4()?;
-        if cin != c {
-            candle_core::bail!("conv2d expects {cin} input channels, got {c}");
-        }
-        let p = Patches {
-            channels: c,
-            height: h,
-            width: w,
-            kernel: k,
+    /// The banded inference convolution (`banded_conv.rs`), bands of `band_bytes`.
+    fn forward_banded(&self, x: &Tensor, band_bytes: usize) -> Result<Tensor> {
+        let op = BandedConv {
             stride: self.stride,
             padding: self.padding,
+            band_bytes,
         };
-        let positions = p.out_height() * p.out_width();
-        // [C*k*k, B*Ho*Wo]
-        let cols = if k == 1 && self.stride == 1 && self.padding == 0 {
-            x.reshape((b, c, h * w))?
-                .transpose(0, 1)?
-                .contiguous()?
-                .reshape((c, b * h * w))?
-        } else {
-            x.contiguous()?.apply_op1(Im2Col(p))?
-        };
-        let w2 = self.weight.reshape((cout, cin * k * k))?;
-        let out = w2.matmul(&cols)?.reshape((cout, b, positions))?;
-        let out =
-            out.transpose(0, 1)?
-                .contiguous()?
-                .reshape((b, cout, p.out_height(), p.out_width()))?;
-        add_channel_bias(&out, &self.bias, 1)
+        x.contiguous()?
+            .apply_op3_no_bwd(&self.weight.contiguous()?, &self.bias.contiguous()?, &op)
     }
 }
 
@@ -133,8 +90,8 @@ impl Module for Conv2d {
                 op,
             );
         }
-        if self.im2col_path(x) {
-            return self.forward_im2col(x);
+        if x.device().is_cpu() && x.dtype() == candle_core::DType::F32 {
+            return self.forward_banded(x, BAND_BYTES);
         }
         let y = x.conv2d(&self.weight, self.padding, self.stride, 1, 1)?;
         let c = self.bias.dim(0)?;
@@ -147,23 +104,8 @@ mod tests {
     use super::*;
     use candle_core::{DType, Device, Var};
 
-    /// Both CPU paths (the training op and inference's `weight @ im2col(x)`, here with
-    /// gradients too) against candle's conv2d, forward and all three gradients.
+    /// The training op against candle's conv2d, forward and all three gradients.
     fn check(c: usize, cout: usize, k: usize, stride: usize, padding: usize, hw: (usize, usize)) {
-        for training_op in [true, false] {
-            check_path(c, cout, k, stride, padding, hw, training_op);
-        }
-    }
-
-    fn check_path(
-        c: usize,
-        cout: usize,
-        k: usize,
-        stride: usize,
-        padding: usize,
-        hw: (usize, usize),
-        training_op: bool,
-    ) {
         let dev = Device::Cpu;
         let x =
             Var::from_tensor(&Tensor::randn(0f32, 1.0, (2, c, hw.0, hw.1), &dev).unwrap()).unwrap();
@@ -176,12 +118,8 @@ mod tests {
             stride,
             padding,
         };
-        let ours = if training_op {
-            assert!(conv.training_path(x.as_tensor()));
-            conv.forward(x.as_tensor()).unwrap()
-        } else {
-            conv.forward_im2col(x.as_tensor()).unwrap()
-        };
+        assert!(conv.training_path(x.as_tensor()));
+        let ours = conv.forward(x.as_tensor()).unwrap();
         let theirs = x
             .as_tensor()
             .conv2d(w.as_tensor(), padding, stride, 1, 1)
@@ -196,10 +134,7 @@ mod tests {
         // f32 sums of at most c*k*k*2 products in another order: 1e-5 of the magnitude.
         let close = |a: &Tensor, b: &Tensor, what: &str| {
             let d = max(&(a - b).unwrap());
-            assert!(
-                d <= 1e-5 * max(b).max(1.0),
-                "{what} (op {training_op}): {d}"
-            );
+            assert!(d <= 1e-5 * max(b).max(1.0), "{what}: {d}");
         };
         close(&ours, &theirs, "forward");
         for (name, v) in [("x", &x), ("weight", &w), ("bias", &bias)] {
@@ -212,7 +147,7 @@ mod tests {
     }
 
     #[test]
-    fn im2col_convolution_matches_candle_with_gradients() {
+    fn training_convolution_matches_candle_with_gradients() {
         check(3, 5, 3, 1, 1, (7, 6));
         // candle's own conv2d backward returns a wrongly shaped input gradient when the
         // stride does not divide the padded size, so the comparison uses sizes where it
@@ -281,49 +216,131 @@ mod tests {
         }
     }
 
+    /// Plain tensors take the inference path, variables the training op, and other dtypes
+    /// candle's conv2d: all give the same values.
     #[test]
-    fn inference_path_choice() {
+    fn paths_by_dtype_and_tracking() {
         let dev = Device::Cpu;
-        let vb = VarBuilder::zeros(DType::F32, &dev);
-        let conv = conv2d(2, 3, 3, 1, 1, vb).unwrap();
-        let x = Tensor::ones((1, 2, 4, 4), DType::F32, &dev).unwrap();
-        assert!(conv.im2col_path(&x));
-        assert!(!conv.training_path(&x));
-        assert!(!conv.im2col_path(&x.to_dtype(DType::F64).unwrap()));
-        let big = Tensor::zeros((1, 2, 2048, 2048), DType::F32, &dev).unwrap();
-        assert!(!conv.im2col_path(&big));
-        assert_eq!(conv.forward(&x).unwrap().dims(), &[1, 3, 4, 4]);
-    }
-
-    /// <im2col(x), y> = <x, col2im(y)>: col2im is the transpose, hence im2col's gradient,
-    /// also where the stride leaves the last row or column of the padded picture unused.
-    #[test]
-    fn col2im_is_the_adjoint_of_im2col() {
-        use super::super::im2col::Col2Im;
-        let dev = Device::Cpu;
-        let p = Patches {
-            channels: 3,
-            height: 8,
-            width: 7,
-            kernel: 3,
-            stride: 2,
+        let conv = Conv2d {
+            weight: Tensor::randn(0f32, 0.3, (3, 2, 3, 3), &dev).unwrap(),
+            bias: Tensor::randn(0f32, 0.3, 3, &dev).unwrap(),
+            stride: 1,
             padding: 1,
         };
-        let x = Tensor::randn(0f32, 1.0, (2, 3, 8, 7), &dev).unwrap();
-        let cols = x.apply_op1(Im2Col(p)).unwrap();
-        let y = Tensor::randn(0f32, 1.0, cols.dims(), &dev).unwrap();
-        let back = y.apply_op1(Col2Im(p)).unwrap();
-        let dot = |a: &Tensor, b: &Tensor| -> f64 {
-            (a * b)
-                .unwrap()
-                .to_dtype(DType::F64)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .to_scalar()
-                .unwrap()
+        let x = Tensor::randn(0f32, 1.0, (1, 2, 4, 5), &dev).unwrap();
+        assert!(!conv.training_path(&x));
+        let plain = conv.forward(&x).unwrap();
+        let tracked = conv
+            .forward(Var::from_tensor(&x).unwrap().as_tensor())
+            .unwrap();
+        let as_f64 = Conv2d {
+            weight: conv.weight.to_dtype(DType::F64).unwrap(),
+            bias: conv.bias.to_dtype(DType::F64).unwrap(),
+            ..conv.clone()
         };
-        let (l, r) = (dot(&cols, &y), dot(&x, &back));
-        assert!((l - r).abs() < 1e-4 * l.abs().max(1.0), "{l} vs {r}");
+        let wide = as_f64
+            .forward(&x.to_dtype(DType::F64).unwrap())
+            .unwrap()
+            .to_dtype(DType::F32)
+            .unwrap();
+        let max = crate::nn::test_util::max_abs;
+        assert_eq!(plain.dims(), &[1, 3, 4, 5]);
+        assert!(max(&(&plain - &tracked).unwrap()) < 1e-5);
+        assert!(max(&(&plain - &wide).unwrap()) < 1e-5);
+    }
+
+    /// The banded inference convolution against candle's conv2d on odd sizes, strides,
+    /// paddings, 1x1 kernels and batches, with bands of one row, a few rows and the whole
+    /// picture.
+    #[test]
+    fn banded_convolution_matches_candle() {
+        let dev = Device::Cpu;
+        let cases = [
+            // (batch, c, cout, k, stride, padding, h, w)
+            (2, 3, 5, 3, 1, 1, 7, 6),
+            (3, 4, 6, 3, 2, 0, 9, 7),
+            (1, 4, 3, 3, 2, 1, 9, 9),
+            (2, 6, 4, 1, 1, 0, 5, 5),
+            (1, 2, 3, 5, 1, 2, 6, 3),
+            (2, 3, 2, 3, 1, 1, 1, 4),
+            (1, 5, 7, 3, 2, 1, 10, 11),
+        ];
+        for (b, c, cout, k, stride, padding, h, w) in cases {
+            let x = Tensor::randn(0f32, 1.0, (b, c, h, w), &dev).unwrap();
+            let conv = Conv2d {
+                weight: Tensor::randn(0f32, 0.3, (cout, c, k, k), &dev).unwrap(),
+                bias: Tensor::randn(0f32, 0.3, cout, &dev).unwrap(),
+                stride,
+                padding,
+            };
+            let theirs = x
+                .conv2d(&conv.weight, padding, stride, 1, 1)
+                .unwrap()
+                .broadcast_add(&conv.bias.reshape((1, cout, 1, 1)).unwrap())
+                .unwrap();
+            let max = crate::nn::test_util::max_abs;
+            let row_bytes = 4 * c * k * k * theirs.dim(3).unwrap();
+            for band_bytes in [1, 2 * row_bytes + 1, usize::MAX / 8] {
+                let ours = conv.forward_banded(&x, band_bytes).unwrap();
+                assert_eq!(ours.dims(), theirs.dims());
+                // f32 sums of c*k*k products in another order: 1e-5 of the magnitude.
+                let d = max(&(&ours - &theirs).unwrap());
+                assert!(
+                    d <= 1e-5 * max(&theirs).max(1.0),
+                    "{b}x{c}x{h}x{w} k{k} s{stride} p{padding} band {band_bytes}: {d}"
+                );
+            }
+        }
+    }
+
+    /// Inference convolutions of Stable Diffusion 1.5's shapes (UNet at 64x64 and 32x32 with
+    /// a CFG batch of 2, VAE decoder at 256x256 and 512x512): milliseconds of the banded op
+    /// (at several band sizes) and of candle's conv2d.
+    /// `cargo test --release -p kakusan-models --lib sd_convolution_costs -- --ignored --nocapture`
+    #[test]
+    #[ignore = "benchmark"]
+    fn sd_convolution_costs() {
+        let dev = Device::Cpu;
+        let time = |f: &dyn Fn() -> Tensor| {
+            f();
+            let start = std::time::Instant::now();
+            let reps = 3;
+            for _ in 0..reps {
+                f();
+            }
+            start.elapsed().as_secs_f64() * 1e3 / reps as f64
+        };
+        for (b, c, cout, hw, k) in [
+            (2, 320, 320, 64, 3),
+            (2, 640, 640, 32, 3),
+            (2, 320, 320, 64, 1),
+            (1, 256, 256, 256, 3),
+            (1, 128, 128, 512, 3),
+        ] {
+            let x = Tensor::randn(0f32, 1.0, (b, c, hw, hw), &dev).unwrap();
+            let conv = Conv2d {
+                weight: Tensor::randn(0f32, 0.05, (cout, c, k, k), &dev).unwrap(),
+                bias: Tensor::randn(0f32, 0.05, cout, &dev).unwrap(),
+                stride: 1,
+                padding: k / 2,
+            };
+            let gflop = 2.0 * (b * cout * c * k * k * hw * hw) as f64 / 1e9;
+            let banded = time(&|| conv.forward_banded(&x, BAND_BYTES).unwrap());
+            for mb in [1usize, 16, 64] {
+                let t = time(&|| conv.forward_banded(&x, mb << 20).unwrap());
+                println!("  band {mb} MB: {t:.0} ms");
+            }
+            let candle = time(&|| {
+                x.conv2d(&conv.weight, k / 2, 1, 1, 1)
+                    .unwrap()
+                    .broadcast_add(&conv.bias.reshape((1, cout, 1, 1)).unwrap())
+                    .unwrap()
+            });
+            println!(
+                "[{b},{c},{hw},{hw}] k{k} -> {cout}: {gflop:.1} GFLOP; banded {banded:.0} ms \
+                 ({:.0} GFLOP/s), candle {candle:.0} ms",
+                gflop / banded * 1e3
+            );
+        }
     }
 }

@@ -26,7 +26,12 @@ pub(crate) struct Conv2dOp {
 }
 
 /// The geometry of a convolution of `x` by `weight`, checked.
-fn geometry(x: &[usize], weight: &[usize], stride: usize, padding: usize) -> Result<Patches> {
+pub(crate) fn geometry(
+    x: &[usize],
+    weight: &[usize],
+    stride: usize,
+    padding: usize,
+) -> Result<Patches> {
     let (&[_, c, h, w], &[_, cin, k, k2]) = (x, weight) else {
         bail!("conv2d: input {x:?} and weight {weight:?} must both be 4-D")
     };

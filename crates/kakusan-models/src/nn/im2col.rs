@@ -59,22 +59,34 @@ impl Patches {
     /// For row `r` (channel, ki, kj), each run of output positions that reads inside the
     /// picture: `f(first column, first input index, length)`; the run's input indices step
     /// by `stride`.
-    pub(crate) fn for_each_run(&self, r: usize, mut f: impl FnMut(usize, usize, usize)) {
+    pub(crate) fn for_each_run(&self, r: usize, f: impl FnMut(usize, usize, usize)) {
+        self.for_each_run_in(r, 0..self.out_height(), f)
+    }
+
+    /// As [`Self::for_each_run`] for the output rows `rows` only, the first column counted
+    /// from the start of row `rows.start` (a band of the patch matrix).
+    pub(crate) fn for_each_run_in(
+        &self,
+        r: usize,
+        rows: std::ops::Range<usize>,
+        mut f: impl FnMut(usize, usize, usize),
+    ) {
         let k = self.kernel;
         let (c, ki, kj) = (r / (k * k), (r / k) % k, r % k);
-        let (ho, wo) = (self.out_height(), self.out_width());
+        let wo = self.out_width();
         let columns = self.inside_columns(kj);
         if columns.is_empty() {
             return;
         }
-        for oy in 0..ho {
+        let first_row = rows.start;
+        for oy in rows {
             let y = (oy * self.stride + ki) as isize - self.padding as isize;
             if y < 0 || y >= self.height as isize {
                 continue;
             }
             let x = columns.start * self.stride + kj - self.padding;
             let src = (c * self.height + y as usize) * self.width + x;
-            f(oy * wo + columns.start, src, columns.len());
+            f((oy - first_row) * wo + columns.start, src, columns.len());
         }
     }
 }
@@ -175,5 +187,42 @@ impl CustomOp1 for Col2Im {
 
     fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
         Ok(Some(grad.contiguous()?.apply_op1(Im2Col(self.0))?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device};
+
+    /// <im2col(x), y> = <x, col2im(y)>: col2im is the transpose, hence im2col's gradient,
+    /// also where the stride leaves the last row or column of the padded picture unused.
+    #[test]
+    fn col2im_is_the_adjoint_of_im2col() {
+        let dev = Device::Cpu;
+        let p = Patches {
+            channels: 3,
+            height: 8,
+            width: 7,
+            kernel: 3,
+            stride: 2,
+            padding: 1,
+        };
+        let x = Tensor::randn(0f32, 1.0, (2, 3, 8, 7), &dev).unwrap();
+        let cols = x.apply_op1(Im2Col(p)).unwrap();
+        let y = Tensor::randn(0f32, 1.0, cols.dims(), &dev).unwrap();
+        let back = y.apply_op1(Col2Im(p)).unwrap();
+        let dot = |a: &Tensor, b: &Tensor| -> f64 {
+            (a * b)
+                .unwrap()
+                .to_dtype(DType::F64)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar()
+                .unwrap()
+        };
+        let (l, r) = (dot(&cols, &y), dot(&x, &back));
+        assert!((l - r).abs() < 1e-4 * l.abs().max(1.0), "{l} vs {r}");
     }
 }
