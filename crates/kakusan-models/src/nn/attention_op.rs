@@ -47,15 +47,45 @@ fn probabilities(q: &[f32], k: &[f32], p: &mut [f32], lq: usize, lk: usize, d: u
     let (qv, kt) = (View::row_major(q, d), View::row_major(k, d).transposed());
     matmul(p, lq, lk, d, qv, kt, false);
     for row in p.chunks_exact_mut(lk) {
-        let max = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-        let mut sum = 0f32;
-        for s in row.iter_mut() {
-            *s = exp_approx((*s - max) * scale);
-            sum += *s;
-        }
-        let inv = 1.0 / sum;
+        let max = lane_max(row);
+        // Separate passes, so that each one vectorises (a running sum in the exp loop is a
+        // serial dependency that keeps the whole loop scalar).
+        row.iter_mut()
+            .for_each(|s| *s = exp_approx((*s - max) * scale));
+        let inv = 1.0 / lane_sum(row);
         row.iter_mut().for_each(|s| *s *= inv);
     }
+}
+
+/// Accumulator lanes of [`lane_max`] and [`lane_sum`] (one AVX register of f32).
+const LANES: usize = 8;
+
+/// The maximum of `v` (`-inf` when empty), over [`LANES`] independent running maxima.
+fn lane_max(v: &[f32]) -> f32 {
+    let mut m = [f32::NEG_INFINITY; LANES];
+    let chunks = v.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for i in 0..LANES {
+            m[i] = if c[i] > m[i] { c[i] } else { m[i] };
+        }
+    }
+    tail.iter()
+        .chain(&m)
+        .fold(f32::NEG_INFINITY, |a, &b| a.max(b))
+}
+
+/// The sum of `v`, over [`LANES`] independent partial sums.
+fn lane_sum(v: &[f32]) -> f32 {
+    let mut acc = [0f32; LANES];
+    let chunks = v.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for i in 0..LANES {
+            acc[i] += c[i];
+        }
+    }
+    acc.iter().chain(tail).sum()
 }
 
 impl CustomOp3 for AttentionOp {
@@ -168,6 +198,23 @@ impl CustomOp3 for AttentionOp {
 mod tests {
     use super::*;
     use candle_core::{Device, Var};
+
+    #[test]
+    fn lane_reductions_cover_every_element() {
+        for len in [0usize, 1, 7, 8, 9, 23, 64] {
+            let v: Vec<f32> = (0..len).map(|i| ((i * 37) % 11) as f32 - 3.0).collect();
+            let max = v.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+            assert_eq!(lane_max(&v), max, "{len}");
+            assert_eq!(lane_sum(&v), v.iter().sum::<f32>(), "{len}");
+        }
+        // The largest element in the tail or in any lane.
+        let mut v = vec![0f32; 19];
+        for at in 0..19 {
+            v.fill(0.0);
+            v[at] = 5.0;
+            assert_eq!(lane_max(&v), 5.0);
+        }
+    }
 
     /// Forward and all three gradients against the composite (matmul, softmax, matmul), for
     /// self- and cross-attention shapes.
