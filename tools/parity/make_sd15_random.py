@@ -6,7 +6,7 @@ PNDM scheduler config), weights from diffusers'/transformers' default initialisa
 torch seeds, stored as float32 safetensors (~4 GiB), the hub's layout (text_model.* keys,
 vocab.json + merges.txt tokenizer copied from tests/fixtures/tokenizer).
 
-The weights are meaningless: the folder is only for timing and memory (tools/parity/BENCH.md).
+The weights are meaningless: the folder is only for timing and memory (BENCHMARKS.md).
 Never commit it.
 
 Usage: tools/parity/.venv/bin/python tools/parity/make_sd15_random.py OUT_DIR [--seed 1500]
