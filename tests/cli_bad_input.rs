@@ -484,8 +484,8 @@ fn absurd_size_is_refused_with_the_estimate() {
     let scene = Scene::new();
     let folder = scene.folder_model();
     for size in [
-        &["--width", "16384", "--height", "16384"][..],
-        &["--batch", "1024", "--width", "512", "--height", "512"][..],
+        &["--width", "16384", "--height", "16384", "--batch", "256"][..],
+        &["--batch", "1024", "--width", "4096", "--height", "4096"][..],
     ] {
         let run_start = Instant::now();
         let line = scene.fails(
@@ -494,14 +494,15 @@ fn absurd_size_is_refused_with_the_estimate() {
             &["needs about", "GiB", "available", "smaller size or batch"],
         );
         assert!(run_start.elapsed() < ABSURD_LIMIT, "{line}");
-        // The estimate is a number of GiB far above any machine.
+        // The estimate is a number of GiB far above any machine (a tiny model's weights are
+        // nothing; its activations grow with the pixels and the batch).
         let gib: f64 = line
             .split("needs about ")
             .nth(1)
             .and_then(|rest| rest.split(" GiB").next())
             .and_then(|n| n.parse().ok())
             .unwrap_or_else(|| panic!("no estimate in {line}"));
-        assert!(gib > 1000.0, "{line}");
+        assert!(gib > 500.0, "{line}");
     }
     // Beyond the largest side: refused before the model is even loaded.
     let run = {

@@ -8,8 +8,9 @@ use super::linear::{linear_b, Linear};
 use candle_core::{bail, DType, Result, Tensor};
 use candle_nn::{Module, VarBuilder};
 
-/// Largest number of attention scores held at once (128 MiB in f32).
-const MAX_SCORES_AT_ONCE: usize = 1 << 25;
+/// Largest number of attention scores held at once by the sliced path (128 MiB in f32);
+/// the CPU f32 op holds far fewer (a block of 64 queries per thread).
+pub const MAX_SCORES_AT_ONCE: usize = 1 << 25;
 
 /// Shape and options of one attention layer.
 #[derive(Debug, Clone, Copy)]

@@ -34,6 +34,7 @@ mod upsample;
 pub use activation::{Activation, UnknownActivation};
 pub use attention::{
     scaled_dot_product_attention, Attention, AttentionConfig, AttentionWeightNames,
+    MAX_SCORES_AT_ONCE,
 };
 pub use channel_bias::add_channel_bias;
 pub use conv::{conv2d, Conv2d};
