@@ -198,7 +198,14 @@ fn train_unet(args: &TrainArgs) -> anyhow::Result<()> {
     if let Some(init) = &args.init {
         let weights = kakusan_train::export::load_pipeline_weights(init, &device)
             .context("loading the initial weights")?;
-        kakusan_train::init::load_initial_weights(&task.model_vars(), &weights)?;
+        let new = kakusan_train::init::load_initial_weights_growing(
+            &task.model_vars(),
+            &weights,
+            &config.model.new_layers,
+        )?;
+        if !new.is_empty() {
+            eprintln!("new layers: {} variables start fresh", new.len());
+        }
     }
     let trainer = run_stage(
         &mut task,

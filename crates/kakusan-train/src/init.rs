@@ -38,6 +38,29 @@ pub fn load_initial_weights(
     Ok(vars.len())
 }
 
+/// As [`load_initial_weights`], but the variables whose names start with one of
+/// `new_prefixes` may be missing from `weights` (layers added to a trained architecture):
+/// they keep their fresh initialisation, except the output projections of new residual
+/// branches (names ending in `proj_out.weight` / `proj_out.bias`), which are set to zero so
+/// that each new branch starts as the identity. Returns the names of the new variables.
+pub fn load_initial_weights_growing(
+    vars: &NamedVars,
+    weights: &std::collections::HashMap<String, Tensor>,
+    new_prefixes: &[String],
+) -> Result<Vec<String>> {
+    let is_new = |name: &str| {
+        !weights.contains_key(name) && new_prefixes.iter().any(|p| name.starts_with(p.as_str()))
+    };
+    let new = vars.filtered(is_new);
+    for (name, var) in new.iter() {
+        if name.ends_with("proj_out.weight") || name.ends_with("proj_out.bias") {
+            var.set(&var.as_tensor().zeros_like()?)?;
+        }
+    }
+    load_weights(&vars.filtered(|name| !is_new(name)), weights, false)?;
+    Ok(new.iter().map(|(name, _)| name.to_string()).collect())
+}
+
 /// As [`load_initial_weights`], but a tensor may also have fewer rows (first dimension)
 /// than its variable, the rest of its shape equal: an output layer that gained classes
 /// since the weights were trained. The tensor fills the variable's first rows; the new
@@ -157,5 +180,48 @@ mod tests {
             ("other".to_string(), Tensor::new(&[5f32, 6.0], dev).unwrap()),
         ]);
         assert!(load_initial_weights_with_new_classes(&vars, &wide).is_err());
+    }
+
+    #[test]
+    fn growing_keeps_new_layers_fresh_with_zero_output_projections() {
+        let map = VarMap::new();
+        let vb = VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu);
+        vb.get_with_hints(2, "old.weight", Init::Const(0.0))
+            .unwrap();
+        vb.get_with_hints(3, "new.attn.to_q.weight", Init::Const(5.0))
+            .unwrap();
+        vb.get_with_hints(3, "new.attn.proj_out.weight", Init::Const(5.0))
+            .unwrap();
+        vb.get_with_hints(2, "other.weight", Init::Const(0.0))
+            .unwrap();
+        let vars = NamedVars::from_varmap(&map);
+        let t = |v: f32, n: usize| Tensor::full(v, n, &Device::Cpu).unwrap();
+        let values = |name: &str| {
+            vars.iter()
+                .find(|(n, _)| *n == name)
+                .unwrap()
+                .1
+                .as_tensor()
+                .to_vec1::<f32>()
+                .unwrap()
+        };
+        let prefixes = vec!["new.".to_string()];
+        let mut weights = std::collections::HashMap::from([("old.weight".to_string(), t(1.0, 2))]);
+        // A variable outside the new prefixes must still be present.
+        let err = load_initial_weights_growing(&vars, &weights, &prefixes).unwrap_err();
+        assert!(err.to_string().contains("other.weight"), "{err}");
+        weights.insert("other.weight".to_string(), t(2.0, 2));
+        let mut new = load_initial_weights_growing(&vars, &weights, &prefixes).unwrap();
+        new.sort();
+        assert_eq!(new, ["new.attn.proj_out.weight", "new.attn.to_q.weight"]);
+        assert_eq!(values("old.weight"), [1.0, 1.0]);
+        assert_eq!(values("other.weight"), [2.0, 2.0]);
+        assert_eq!(values("new.attn.to_q.weight"), [5.0; 3]);
+        assert_eq!(values("new.attn.proj_out.weight"), [0.0; 3]);
+        // A new layer that the weights do have is loaded like any other.
+        weights.insert("new.attn.to_q.weight".to_string(), t(7.0, 3));
+        let new = load_initial_weights_growing(&vars, &weights, &prefixes).unwrap();
+        assert_eq!(new, ["new.attn.proj_out.weight"]);
+        assert_eq!(values("new.attn.to_q.weight"), [7.0; 3]);
     }
 }

@@ -45,6 +45,13 @@ pub struct DiffusionModelFiles {
     pub vae: PathBuf,
     /// The tokenizer folder (the real CLIP vocabulary).
     pub tokenizer: PathBuf,
+    /// Growing a trained model (`--init`) into a larger architecture: name prefixes of the
+    /// variables that the initial weights may lack (new layers, e.g.
+    /// `"unet.down_blocks.0.attentions."`). They keep their fresh initialisation, and the
+    /// output projections of new residual branches (`proj_out`) start at zero, so the grown
+    /// model first computes what the initial one did.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub new_layers: Vec<String>,
 }
 
 /// `kakusan train vae` settings.
