@@ -338,6 +338,10 @@ pub struct ModelArgs {
     /// [default: `loras/` next to the model].
     #[arg(long)]
     pub lora_dir: Option<std::path::PathBuf>,
+    /// VAE in tiles (512-pixel tiles with shared group-norm statistics and cross-faded
+    /// seams): auto (when the whole picture would not fit in memory), always or never.
+    #[arg(long, default_value = "auto")]
+    pub vae_tiling: String,
 }
 
 #[derive(Debug, Args)]

@@ -228,6 +228,8 @@ pub fn load_model(args: &ModelArgs) -> anyhow::Result<StableDiffusion> {
             "--dtype bf16 is not supported on the CPU; use --dtype f32 (or f16), or a CUDA device"
         );
     }
+    let vae_tiling: kakusan_pipeline::VaeTiling =
+        args.vae_tiling.parse().map_err(anyhow::Error::msg)?;
     let opts = kakusan_pipeline::LoadOptions {
         device,
         dtype,
@@ -249,7 +251,11 @@ pub fn load_model(args: &ModelArgs) -> anyhow::Result<StableDiffusion> {
                  is a non-standard model, give a diffusers folder with its configs via --config-from)"
             )
         }
-        other => Ok(other?),
+        other => {
+            let mut model = other?;
+            model.set_vae_tiling(vae_tiling);
+            Ok(model)
+        }
     }
 }
 

@@ -748,10 +748,17 @@ fn bench_refuses_bad_sizes() {
         args.extend(extra(size));
         args
     };
+    // In tiles the tiny model's VAE would fit 16384x16384 on a large machine; whole, its
+    // activations (8 x its top channels x 268 M pixels) fit none.
     scene.fails(
-        &bench(&["--width", "16384", "--height", "16384"]),
+        &bench(&["--width", "16384", "--height", "16384", "--vae-tiling", "never"]),
         ABSURD_LIMIT,
         &["needs about", "GiB", "smaller size"],
+    );
+    scene.fails(
+        &bench(&["--vae-tiling", "sometimes"]),
+        RUN_LIMIT,
+        &["sometimes", "auto, always or never"],
     );
     scene.fails(
         &bench(&["--width", "100", "--height", "64"]),

@@ -11,8 +11,10 @@ use kakusan_sampling::{
 use crate::conditioning::{PromptOptions, ScheduledGuidedUNet};
 use crate::error::{PipelineError, Result};
 use crate::job::Job;
-use crate::memory_estimate::{available_bytes, estimate_bytes};
+use crate::memory_estimate::{available_bytes, estimate_bytes, estimate_tiled_bytes};
 use crate::stable_diffusion::{vae_scale, StableDiffusion};
+use crate::vae_tiling::{VaeMode, VaeTiling};
+use kakusan_models::vae::DEFAULT_TILE;
 
 /// What the pipeline reports after each step.
 pub struct Progress<'a> {
@@ -57,7 +59,18 @@ impl StableDiffusion {
                 "width and height must be multiples of {scale}"
             )));
         }
-        let need = estimate_bytes(&self.footprint, job.width, job.height, job.batch_size);
+        let need = match self.vae_tiling {
+            VaeTiling::Never => {
+                estimate_bytes(&self.footprint, job.width, job.height, job.batch_size)
+            }
+            VaeTiling::Auto | VaeTiling::Always => estimate_tiled_bytes(
+                &self.footprint,
+                job.width,
+                job.height,
+                job.batch_size,
+                DEFAULT_TILE,
+            ),
+        };
         if let Some(avail) = available_bytes() {
             if need > avail {
                 let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
@@ -143,10 +156,13 @@ impl StableDiffusion {
                 let pixels = kakusan_core::image_io::image_to_tensor(&img)?
                     .to_device(&self.device)?
                     .to_dtype(self.dtype)?;
-                let posterior = self
-                    .vae
-                    .encode(&pixels)
-                    .map_err(|e| PipelineError::Config(format!("vae: {e}")))?;
+                let posterior = match self.vae_mode(job.width, job.height) {
+                    VaeMode::Whole => self.vae.encode(&pixels),
+                    VaeMode::Tiled { tile, overlap } => {
+                        self.vae.encode_tiled(&pixels, tile, overlap)
+                    }
+                }
+                .map_err(|e| PipelineError::Config(format!("vae: {e}")))?;
                 // diffusers samples the posterior with each image's generator, then draws the
                 // noise from the same generators.
                 let post_noise = noise.randn(&latent_shape)?.to_device(&self.device)?;
@@ -212,20 +228,38 @@ impl StableDiffusion {
         })
     }
 
+    /// Whole or tiled for a `width` x `height` picture, by the model's [`VaeTiling`]
+    /// and the memory available now.
+    fn vae_mode(&self, width: usize, height: usize) -> VaeMode {
+        let mode = self
+            .vae_tiling
+            .mode(&self.footprint, width, height, available_bytes());
+        if let VaeMode::Tiled { tile, .. } = mode {
+            let scale = vae_scale(&self.vae_config);
+            if width > tile * scale || height > tile * scale {
+                tracing::info!(width, height, tile, "VAE in tiles");
+            }
+        }
+        mode
+    }
+
     /// Decodes latents as diffusers returns them (`[B, C, h, w]`, before 1 / scaling_factor)
     /// to pictures, one image at a time.
     pub fn decode_latents(&self, latents: &Tensor) -> Result<Vec<RgbImage>> {
         let sf = self.vae_config.scaling_factor;
+        let scale = vae_scale(&self.vae_config);
         let b = latents.dim(0)?;
         let mut images = Vec::with_capacity(b);
         for i in 0..b {
             let z = (latents.narrow(0, i, 1)?.to_dtype(DType::F32)? / sf)?
                 .to_device(&self.device)?
                 .to_dtype(self.dtype)?;
-            let decoded = self
-                .vae
-                .decode(&z)
-                .map_err(|e| PipelineError::Config(format!("vae: {e}")))?;
+            let (h, w) = (z.dim(2)? * scale, z.dim(3)? * scale);
+            let decoded = match self.vae_mode(w, h) {
+                VaeMode::Whole => self.vae.decode(&z),
+                VaeMode::Tiled { tile, overlap } => self.vae.decode_tiled(&z, tile, overlap),
+            }
+            .map_err(|e| PipelineError::Config(format!("vae: {e}")))?;
             images.extend(kakusan_core::image_io::tensor_to_images(
                 &decoded
                     .to_dtype(DType::F32)?

@@ -14,6 +14,7 @@ pub mod memory_estimate;
 pub mod sandstorm;
 pub mod save;
 pub mod stable_diffusion;
+pub mod vae_tiling;
 
 pub use error::{PipelineError, Result};
 pub use generation::{check_sampler, Generation, Progress};
@@ -21,3 +22,4 @@ pub use job::Job;
 pub use kakusan_sampling::{SamplerOptions, ScheduleKind, ScheduleOptions};
 pub use save::{save_image_to, save_images, save_latents};
 pub use stable_diffusion::{default_model_path, LoadOptions, StableDiffusion};
+pub use vae_tiling::{VaeMode, VaeTiling};

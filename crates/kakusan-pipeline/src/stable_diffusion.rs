@@ -94,6 +94,8 @@ pub struct StableDiffusion {
     pub(crate) name: String,
     pub(crate) hash: String,
     pub(crate) footprint: ModelFootprint,
+    /// When the VAE works in tiles.
+    pub(crate) vae_tiling: crate::vae_tiling::VaeTiling,
     /// Textual-inversion embeddings usable in prompts, with their names' token ids.
     pub(crate) embeddings: crate::embeddings::PromptEmbeddings,
     /// What LoRAs need: the base weights, the text encoder's config, the folder, the files
@@ -215,9 +217,16 @@ impl StableDiffusion {
             name,
             hash,
             footprint,
+            vae_tiling: Default::default(),
             embeddings,
             loras,
         })
+    }
+
+    /// Sets when the VAE works in tiles (default: automatically, when a whole picture
+    /// would not fit in memory).
+    pub fn set_vae_tiling(&mut self, tiling: crate::vae_tiling::VaeTiling) {
+        self.vae_tiling = tiling;
     }
 
     /// Replaces the textual-inversion embeddings prompts can use.

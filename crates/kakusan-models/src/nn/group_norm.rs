@@ -8,6 +8,8 @@
 use candle_core::{bail, DType, Result, Tensor};
 use candle_nn::VarBuilder;
 
+use super::norm_statistics::{intercept, Intercept};
+
 /// `GroupNorm(num_groups, num_channels, eps, affine=True)`.
 #[derive(Debug, Clone)]
 pub struct GroupNorm {
@@ -63,6 +65,14 @@ impl GroupNorm {
     /// all trailing positions.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         self.check_input(x)?;
+        if let Intercept::Fixed { mean, var } = intercept(x, self.groups)? {
+            return self.normalize_with(x, &mean, &var, false);
+        }
+        self.forward_own_statistics(x)
+    }
+
+    /// [`Self::forward`] by the input's own statistics, whatever the statistics tape says.
+    fn forward_own_statistics(&self, x: &Tensor) -> Result<Tensor> {
         if super::fused_norms::fused_applies(&[x, &self.weight, &self.bias]) {
             return self.fused(x, false);
         }
@@ -97,10 +107,48 @@ impl GroupNorm {
     /// approximated to ~2e-7).
     pub fn forward_silu(&self, x: &Tensor) -> Result<Tensor> {
         self.check_input(x)?;
+        if let Intercept::Fixed { mean, var } = intercept(x, self.groups)? {
+            return self.normalize_with(x, &mean, &var, true);
+        }
         if super::fused_norms::fused_applies(&[x, &self.weight, &self.bias]) {
             return self.fused(x, true);
         }
-        self.forward(x)?.silu()
+        self.forward_own_statistics(x)?.silu()
+    }
+
+    /// Normalises with given per-(picture, group) means and variances (row-major
+    /// `[B, groups]`), then SiLU when `silu`: the tiles of one picture under
+    /// [`super::norm_statistics::replay`].
+    fn normalize_with(&self, x: &Tensor, mean: &[f64], var: &[f64], silu: bool) -> Result<Tensor> {
+        let dims = x.dims();
+        let batch = dims[0];
+        let per_group = self.channels / self.groups;
+        let weight = self.weight.to_dtype(DType::F64)?.to_vec1::<f64>()?;
+        let bias = self.bias.to_dtype(DType::F64)?.to_vec1::<f64>()?;
+        let mut scale = Vec::with_capacity(batch * self.channels);
+        let mut shift = Vec::with_capacity(batch * self.channels);
+        for p in 0..batch {
+            for c in 0..self.channels {
+                let g = p * self.groups + c / per_group;
+                let s = weight[c] / (var[g] + self.eps).sqrt();
+                scale.push(s);
+                shift.push(bias[c] - mean[g] * s);
+            }
+        }
+        let mut bc_shape = vec![1usize; dims.len()];
+        bc_shape[0] = batch;
+        bc_shape[1] = self.channels;
+        let as_tensor = |v: Vec<f64>| -> Result<Tensor> {
+            Tensor::from_vec(v, bc_shape.as_slice(), x.device())?.to_dtype(x.dtype())
+        };
+        let y = x
+            .broadcast_mul(&as_tensor(scale)?)?
+            .broadcast_add(&as_tensor(shift)?)?;
+        if silu {
+            y.silu()
+        } else {
+            Ok(y)
+        }
     }
 
     /// The device- and dtype-generic path (also the reference for the fused kernel).

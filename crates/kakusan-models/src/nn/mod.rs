@@ -22,6 +22,7 @@ mod group_norm;
 mod im2col;
 mod layer_norm;
 mod linear;
+pub mod norm_statistics;
 mod resnet;
 mod small_gemm;
 mod softmax;

@@ -66,8 +66,19 @@ impl AutoencoderKL {
 
     /// Encodes images `[B, in_channels, H, W]` in [-1, 1] into the latent distribution.
     pub fn encode(&self, x: &Tensor) -> Result<DiagonalGaussian, VaeError> {
+        self.encode_latent_stage(&self.encode_downsampling_stage(x)?)
+    }
+
+    /// The encoder's convolutions down to the latent's resolution (tiled encodes run it
+    /// tile by tile).
+    pub(super) fn encode_downsampling_stage(&self, x: &Tensor) -> Result<Tensor, VaeError> {
         check_image("x", x, self.config.in_channels)?;
-        let h = self.encoder.forward(x)?;
+        self.encoder.downsampling_stage(x)
+    }
+
+    /// The rest of the encoder, at the latent's resolution, and `quant_conv`.
+    pub(super) fn encode_latent_stage(&self, h: &Tensor) -> Result<DiagonalGaussian, VaeError> {
+        let h = self.encoder.latent_stage(h)?;
         let moments = match &self.quant_conv {
             Some(conv) => conv.forward(&h).running("quant_conv")?,
             None => h,
@@ -78,12 +89,22 @@ impl AutoencoderKL {
     /// Decodes latents `[B, latent_channels, h, w]` (already divided by `scaling_factor`)
     /// into images, roughly in [-1, 1].
     pub fn decode(&self, z: &Tensor) -> Result<Tensor, VaeError> {
+        self.decode_upsampling_stage(&self.decode_latent_stage(z)?)
+    }
+
+    /// `post_quant_conv` and the decoder's part at the latent's resolution.
+    pub(super) fn decode_latent_stage(&self, z: &Tensor) -> Result<Tensor, VaeError> {
         check_image("z", z, self.config.latent_channels)?;
         let z = match &self.post_quant_conv {
             Some(conv) => conv.forward(z).running("post_quant_conv")?,
             None => z.clone(),
         };
-        self.decoder.forward(&z)
+        self.decoder.latent_stage(&z)
+    }
+
+    /// The decoder's up-sampling part (tiled decodes run it tile by tile).
+    pub(super) fn decode_upsampling_stage(&self, h: &Tensor) -> Result<Tensor, VaeError> {
+        self.decoder.upsampling_stage(h)
     }
 }
 

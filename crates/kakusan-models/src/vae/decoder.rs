@@ -81,8 +81,20 @@ impl Decoder {
 
     /// `[B, latent_channels, h, w]` -> `[B, out_channels, h * f, w * f]`.
     pub fn forward(&self, z: &Tensor) -> Result<Tensor, VaeError> {
-        let mut h = self.conv_in.forward(z).running("decoder.conv_in")?;
-        h = self.mid_block.forward(&h).running("decoder.mid_block")?;
+        self.upsampling_stage(&self.latent_stage(z)?)
+    }
+
+    /// `conv_in` and the mid block (with the self-attention over the whole latent), at the
+    /// latent's resolution.
+    pub(crate) fn latent_stage(&self, z: &Tensor) -> Result<Tensor, VaeError> {
+        let h = self.conv_in.forward(z).running("decoder.conv_in")?;
+        self.mid_block.forward(&h).running("decoder.mid_block")
+    }
+
+    /// The up blocks, the output norm and `conv_out`: the part whose activations scale with
+    /// the picture (a tiled decode runs it tile by tile).
+    pub(crate) fn upsampling_stage(&self, h: &Tensor) -> Result<Tensor, VaeError> {
+        let mut h = h.clone();
         for (place, block) in &self.up_blocks {
             h = block.forward(&h).running(place)?;
         }

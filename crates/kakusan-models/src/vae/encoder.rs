@@ -82,11 +82,23 @@ impl Encoder {
 
     /// `[B, in_channels, H, W]` -> `[B, 2 * latent_channels, H / f, W / f]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor, VaeError> {
+        self.latent_stage(&self.downsampling_stage(x)?)
+    }
+
+    /// `conv_in` and the down blocks: the part whose activations scale with the picture
+    /// (a tiled encode runs it tile by tile). `[B, in, H, W]` -> `[B, widest, H / f, W / f]`.
+    pub(crate) fn downsampling_stage(&self, x: &Tensor) -> Result<Tensor, VaeError> {
         let mut h = self.conv_in.forward(x).running("encoder.conv_in")?;
         for (place, block) in &self.down_blocks {
             h = block.forward(&h).running(place)?;
         }
-        h = self.mid_block.forward(&h).running("encoder.mid_block")?;
+        Ok(h)
+    }
+
+    /// The mid block (with the self-attention over the whole latent), the output norm and
+    /// `conv_out`, at the latent's resolution.
+    pub(crate) fn latent_stage(&self, h: &Tensor) -> Result<Tensor, VaeError> {
+        let h = self.mid_block.forward(h).running("encoder.mid_block")?;
         let h = self
             .act
             .after_group_norm(&self.conv_norm_out, &h)

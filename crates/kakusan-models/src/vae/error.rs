@@ -80,3 +80,13 @@ impl<T> At<T> for candle_core::Result<T> {
         })
     }
 }
+
+/// A candle error outside any one part of the network (the tiled passes' bookkeeping).
+impl From<candle_core::Error> for VaeError {
+    fn from(source: candle_core::Error) -> Self {
+        VaeError::Forward {
+            place: "tiled pass".to_string(),
+            source,
+        }
+    }
+}

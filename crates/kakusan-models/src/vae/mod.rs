@@ -12,6 +12,7 @@ mod down_encoder_block;
 mod encoder;
 mod error;
 mod mid_block;
+mod tiled;
 mod up_decoder_block;
 
 pub use attention_block::VaeAttentionBlock;
@@ -23,4 +24,5 @@ pub use down_encoder_block::DownEncoderBlock2D;
 pub use encoder::Encoder;
 pub use error::VaeError;
 pub use mid_block::VaeMidBlock;
+pub use tiled::{tile_starts, DEFAULT_OVERLAP, DEFAULT_TILE};
 pub use up_decoder_block::UpDecoderBlock2D;
