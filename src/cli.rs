@@ -208,6 +208,11 @@ pub struct EvalArgs {
     /// (colour 90 %, shape/digit 85 %, position 85 %, background 90 %).
     #[arg(long)]
     pub check_targets: bool,
+    /// Which prompts: held-out (glyph x colour pairs training never showed; the targets'
+    /// set) or train (pairs the model was trained on: tells missing composition from
+    /// missing drawing).
+    #[arg(long, default_value = "held-out")]
+    pub split: String,
 }
 
 #[derive(Debug, Subcommand)]

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use kakusan_data::Sample;
-use kakusan_eval::{held_out_cases, Adherence, Evaluator};
+use kakusan_eval::{cases_of, Adherence, Evaluator};
 use kakusan_pipeline::Job;
 
 use crate::cli::EvalArgs;
@@ -30,7 +30,15 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     }
     let mut model = load_model(&args.model)?;
     let (width, height) = model.default_size();
-    let mut cases = held_out_cases(args.count, args.seed)?;
+    let split = match args.split.as_str() {
+        "held-out" => kakusan_data::Split::HeldOut,
+        "train" => kakusan_data::Split::Train,
+        other => anyhow::bail!("--split {other:?}: expected held-out or train"),
+    };
+    if args.check_targets && split != kakusan_data::Split::HeldOut {
+        anyhow::bail!("--check-targets measures the held-out prompts; drop --split train");
+    }
+    let mut cases = cases_of(split, args.count, args.seed)?;
     if let Some(glyph) = chosen_glyph(&args)? {
         cases = kakusan_eval::with_glyph(cases, glyph);
     }
@@ -90,10 +98,11 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     }
     bar.finish_and_clear();
     println!(
-        "model: {} ({}), {} held-out prompts, {} steps of {}, CFG {}",
+        "model: {} ({}), {} {} prompts, {} steps of {}, CFG {}",
         model.name(),
         model.hash(),
         cases.len(),
+        split.name(),
         args.steps,
         args.sampler,
         args.cfg

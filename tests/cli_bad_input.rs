@@ -751,7 +751,14 @@ fn bench_refuses_bad_sizes() {
     // In tiles the tiny model's VAE would fit 16384x16384 on a large machine; whole, its
     // activations (8 x its top channels x 268 M pixels) fit none.
     scene.fails(
-        &bench(&["--width", "16384", "--height", "16384", "--vae-tiling", "never"]),
+        &bench(&[
+            "--width",
+            "16384",
+            "--height",
+            "16384",
+            "--vae-tiling",
+            "never",
+        ]),
         ABSURD_LIMIT,
         &["needs about", "GiB", "smaller size"],
     );

@@ -28,7 +28,14 @@ pub struct EvalCase {
 /// on), a quarter of them two-object, deterministic from `seed`; case i uses seed
 /// `seed * 1000 + i`.
 pub fn held_out_cases(count: usize, seed: u64) -> Result<Vec<EvalCase>> {
-    let data = Dataset::new(seed, Split::HeldOut, 64)?.with_two_object_fraction(PAIR_FRACTION)?;
+    cases_of(Split::HeldOut, count, seed)
+}
+
+/// [`held_out_cases`] drawn from `split`: [`Split::Train`] gives combinations the model
+/// was trained on, which tells a model that cannot compose attributes from one that cannot
+/// draw them at all.
+pub fn cases_of(split: Split, count: usize, seed: u64) -> Result<Vec<EvalCase>> {
+    let data = Dataset::new(seed, split, 64)?.with_two_object_fraction(PAIR_FRACTION)?;
     Ok((0..count as u64)
         .map(|i| {
             let scene = data.scene(i);
@@ -235,6 +242,8 @@ mod tests {
     fn cases_are_fixed_held_out_and_mixed() {
         let a = held_out_cases(200, 1).unwrap();
         assert_eq!(a, held_out_cases(200, 1).unwrap());
+        let t = cases_of(Split::Train, 200, 1).unwrap();
+        assert!(t.iter().all(|c| Split::Train.contains(&c.scene)));
         assert!(a.iter().all(|c| Split::HeldOut.contains(&c.scene)));
         let pairs = a.iter().filter(|c| c.scene.objects.len() == 2).count();
         assert!((20..=80).contains(&pairs), "{pairs} pairs");

@@ -21,7 +21,7 @@ pub mod run;
 pub mod task;
 pub mod view;
 
-pub use adherence::{held_out_cases, with_glyph, Adherence, EvalCase, Tally, TARGETS};
+pub use adherence::{cases_of, held_out_cases, with_glyph, Adherence, EvalCase, Tally, TARGETS};
 pub use attribute::{Attribute, Labels};
 pub use classifier::{Classifier, ClassifierConfig, Logits};
 pub use error::{EvalError, Result};
