@@ -115,31 +115,40 @@ fn training_ops_against_candle_composites() {
     // Self-attention at the 8x8 level (batch 32 x 4 heads, 64 tokens, head width 16): the
     // fused op (what training runs) against the composite with candle's softmax, all three
     // inputs tracked.
-    let (n, l, d) = (128usize, 64usize, 16usize);
-    let qkv_cost = |f: &dyn Fn(&Tensor, &Tensor, &Tensor) -> candle_core::Result<Tensor>| {
-        let vars: Vec<Var> = (0..3)
-            .map(|i| Var::from_tensor(&randn(&[n, l, d], 10 + i)).unwrap())
-            .collect();
-        let r = randn(&[n, l, d], 20);
-        time(|| {
-            let y = f(
-                vars[0].as_tensor(),
-                vars[1].as_tensor(),
-                vars[2].as_tensor(),
-            )?;
-            let grads = (y * &r)?.sum_all()?.backward()?;
-            assert!(grads.get(vars[0].as_tensor()).is_some());
-            Ok(())
-        })
-    };
-    report(
-        "self-attention, [128, 64, 16]",
-        qkv_cost(&|q, k, v| kakusan_models::nn::scaled_dot_product_attention(q, k, v, 0.25, false)),
-        qkv_cost(&|q, k, v| {
-            let s = (q.matmul(&k.t()?)? * 0.25)?;
-            candle_nn::ops::softmax(&s, D::Minus1)?.matmul(v)
-        }),
-    );
+    let qkv_cost =
+        |(n, l, d): (usize, usize, usize),
+         f: &dyn Fn(&Tensor, &Tensor, &Tensor) -> candle_core::Result<Tensor>| {
+            let vars: Vec<Var> = (0..3)
+                .map(|i| Var::from_tensor(&randn(&[n, l, d], 10 + i)).unwrap())
+                .collect();
+            let r = randn(&[n, l, d], 20);
+            time(|| {
+                let y = f(
+                    vars[0].as_tensor(),
+                    vars[1].as_tensor(),
+                    vars[2].as_tensor(),
+                )?;
+                let grads = (y * &r)?.sum_all()?.backward()?;
+                assert!(grads.get(vars[0].as_tensor()).is_some());
+                Ok(())
+            })
+        };
+    // And at the 16x16 level of the stage-4 UNet (32 channels in 4 heads of 8).
+    for (name, shape) in [
+        ("self-attention, [128, 64, 16]", (128, 64, 16)),
+        ("self-attention, [128, 256, 8]", (128, 256, 8)),
+    ] {
+        report(
+            name,
+            qkv_cost(shape, &|q, k, v| {
+                kakusan_models::nn::scaled_dot_product_attention(q, k, v, 0.25, false)
+            }),
+            qkv_cost(shape, &|q, k, v| {
+                let s = (q.matmul(&k.t()?)? * 0.25)?;
+                candle_nn::ops::softmax(&s, D::Minus1)?.matmul(v)
+            }),
+        );
+    }
     // Attention probabilities of a self-attention over 16x16 tokens (batch 32, 2 heads):
     // our fused softmax with its analytic backward against candle_nn::ops::softmax
     // (exp / sum / div; candle's fused softmax_last_dim has no backward at all).

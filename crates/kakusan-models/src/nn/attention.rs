@@ -141,14 +141,14 @@ pub fn scaled_dot_product_attention(
     upcast: bool,
 ) -> Result<Tensor> {
     // On the CPU in f32: one fused op, with its analytic backward when training.
-    let op = super::attention_op::AttentionOp {
-        scale: scale as f32,
-    };
+    use super::attention_op::AttentionOp;
     if super::cpu_f32::cpu_f32_training(&[q, k, v]) {
+        let op = AttentionOp::training(scale as f32);
         return q
             .contiguous()?
             .apply_op3(&k.contiguous()?, &v.contiguous()?, op);
     }
+    let op = AttentionOp::inference(scale as f32);
     if [q, k, v]
         .iter()
         .all(|t| t.device().is_cpu() && t.dtype() == DType::F32)

@@ -21,9 +21,37 @@ use super::small_gemm::{matmul, View};
 /// Queries per task of the forward pass.
 const QUERY_BLOCK: usize = 64;
 
+/// Most probabilities the forward pass keeps for the backward (256 MB); above, the
+/// backward recomputes them.
+const MAX_KEPT_PROBABILITIES: usize = 64 << 20;
+
 /// `softmax(q k^T * scale) v` over `[N, Lq, d]`, `[N, Lk, d]`, `[N, Lk, dv]`.
 pub(crate) struct AttentionOp {
     pub scale: f32,
+    /// Training: the forward pass keeps the probabilities (`N x Lq x Lk`, when at most
+    /// [`MAX_KEPT_PROBABILITIES`]) for the backward, which then need not recompute them.
+    pub keep_probabilities: bool,
+    /// The kept probabilities, taken by the backward.
+    pub kept: std::sync::Mutex<Option<Vec<f32>>>,
+}
+
+impl AttentionOp {
+    /// The op for inference (nothing kept).
+    pub fn inference(scale: f32) -> Self {
+        Self {
+            scale,
+            keep_probabilities: false,
+            kept: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// The op for training (probabilities kept for the backward when small enough).
+    pub fn training(scale: f32) -> Self {
+        Self {
+            keep_probabilities: true,
+            ..Self::inference(scale)
+        }
+    }
 }
 
 /// The sizes `(n, lq, lk, d, dv)` of an attention, checked.
@@ -75,6 +103,24 @@ fn lane_max(v: &[f32]) -> f32 {
         .fold(f32::NEG_INFINITY, |a, &b| a.max(b))
 }
 
+/// The dot product of `a` and `b`, over [`LANES`] independent partial sums.
+fn lane_dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for i in 0..LANES {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
 /// The sum of `v`, over [`LANES`] independent partial sums.
 fn lane_sum(v: &[f32]) -> f32 {
     let mut acc = [0f32; LANES];
@@ -107,6 +153,25 @@ impl CustomOp3 for AttentionOp {
         let v = contiguous_f32(s3, l3, "attention: v")?;
         let (n, lq, lk, d, dv) = sizes(l1.dims(), l2.dims(), l3.dims())?;
         let mut out = vec![0f32; n * lq * dv];
+        if self.keep_probabilities && n * lq * lk <= MAX_KEPT_PROBABILITIES {
+            // Training: one task per item, its probabilities written where they are kept.
+            let mut p = vec![0f32; n * lq * lk];
+            out.par_chunks_mut((lq * dv).max(1))
+                .zip(p.par_chunks_mut((lq * lk).max(1)))
+                .enumerate()
+                .for_each(|(i, (o, pi))| {
+                    let qi = &q[i * lq * d..(i + 1) * lq * d];
+                    let ki = &k[i * lk * d..(i + 1) * lk * d];
+                    let vi = &v[i * lk * dv..(i + 1) * lk * dv];
+                    probabilities(qi, ki, pi, lq, lk, d, self.scale);
+                    let (pv, vv) = (View::row_major(pi, lk), View::row_major(vi, dv));
+                    matmul(o, lq, dv, lk, pv, vv, false);
+                });
+            if let Ok(mut kept) = self.kept.lock() {
+                *kept = Some(p);
+            }
+            return Ok((CpuStorage::F32(out), Shape::from((n, lq, dv))));
+        }
         let block = QUERY_BLOCK.min(lq).max(1);
         out.par_chunks_mut((lq * dv).max(1))
             .enumerate()
@@ -147,6 +212,12 @@ impl CustomOp3 for AttentionOp {
             vec![0f32; n * lk * dv],
         );
         let scale = self.scale;
+        let kept = self
+            .kept
+            .lock()
+            .ok()
+            .and_then(|mut k| k.take())
+            .filter(|p| p.len() == n * lq * lk);
         dq.par_chunks_mut((lq * d).max(1))
             .zip(dk.par_chunks_mut((lk * d).max(1)))
             .zip(dvv.par_chunks_mut((lk * dv).max(1)))
@@ -158,7 +229,13 @@ impl CustomOp3 for AttentionOp {
                     let ki = &kv[i * lk * d..(i + 1) * lk * d];
                     let vi = &vv[i * lk * dv..(i + 1) * lk * dv];
                     let goi = &go[i * lq * dv..(i + 1) * lq * dv];
-                    probabilities(qi, ki, p, lq, lk, d, scale);
+                    let p: &[f32] = match &kept {
+                        Some(all) => &all[i * lq * lk..(i + 1) * lq * lk],
+                        None => {
+                            probabilities(qi, ki, p, lq, lk, d, scale);
+                            p
+                        }
+                    };
                     let (pv, gov) = (View::row_major(p, lk), View::row_major(goi, dv));
                     // dV = P^T dO; dP = dO V^T.
                     matmul(dvi, lk, dv, lq, pv.transposed(), gov, false);
@@ -166,7 +243,7 @@ impl CustomOp3 for AttentionOp {
                     matmul(dp, lq, lk, dv, gov, vt, false);
                     // dS = scale * P * (dP - rowsum(dP * P)), in place of dP.
                     for (drow, prow) in dp.chunks_exact_mut(lk).zip(p.chunks_exact(lk)) {
-                        let dot: f32 = drow.iter().zip(prow.iter()).map(|(a, b)| a * b).sum();
+                        let dot = lane_dot(drow, prow);
                         for (g, &pp) in drow.iter_mut().zip(prow.iter()) {
                             *g = scale * pp * (*g - dot);
                         }
@@ -206,6 +283,9 @@ mod tests {
             let max = v.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
             assert_eq!(lane_max(&v), max, "{len}");
             assert_eq!(lane_sum(&v), v.iter().sum::<f32>(), "{len}");
+            let w: Vec<f32> = (0..len).map(|i| (i % 3) as f32 - 1.0).collect();
+            let dot: f32 = v.iter().zip(&w).map(|(a, b)| a * b).sum();
+            assert_eq!(lane_dot(&v, &w), dot, "{len}");
         }
         // The largest element in the tail or in any lane.
         let mut v = vec![0f32; 19];
@@ -227,9 +307,15 @@ mod tests {
             };
             let (q, k, v) = (var((n, lq, d)), var((n, lk, d)), var((n, lk, dv)));
             let scale = 0.7f32;
-            let ours = q
+            // Training keeps the probabilities for the backward; the inference op under
+            // apply_op3 recomputes them there: both must give the composite's gradients.
+            let kept = q
                 .as_tensor()
-                .apply_op3(k.as_tensor(), v.as_tensor(), AttentionOp { scale })
+                .apply_op3(k.as_tensor(), v.as_tensor(), AttentionOp::training(scale))
+                .unwrap();
+            let recomputed = q
+                .as_tensor()
+                .apply_op3(k.as_tensor(), v.as_tensor(), AttentionOp::inference(scale))
                 .unwrap();
             let scores = (q.as_tensor().matmul(&k.as_tensor().t().unwrap()).unwrap()
                 * scale as f64)
@@ -261,17 +347,20 @@ mod tests {
                 check
             };
             let max = crate::nn::test_util::max_abs;
-            assert!(max(&(&ours - &theirs).unwrap()) < 1e-5, "forward");
+            assert_eq!(max(&(&kept - &recomputed).unwrap()), 0.0);
+            assert!(max(&(&kept - &theirs).unwrap()) < 1e-5, "forward");
             let r = Tensor::randn(0f32, 1.0, (n, lq, dv), &dev).unwrap();
-            let go = crate::nn::test_util::weighted_sum_grads(&ours, &r);
             let gt = crate::nn::test_util::weighted_sum_grads(&theirs, &r);
-            for (name, x) in [("q", &q), ("k", &k), ("v", &v)] {
-                let (a, b) = (
-                    go.get(x.as_tensor()).unwrap(),
-                    gt.get(x.as_tensor()).unwrap(),
-                );
-                let dmax = max(&(a - b).unwrap());
-                assert!(dmax < 1e-4 * max(b).max(1.0), "{name}: {dmax}");
+            for ours in [&kept, &recomputed] {
+                let go = crate::nn::test_util::weighted_sum_grads(ours, &r);
+                for (name, x) in [("q", &q), ("k", &k), ("v", &v)] {
+                    let (a, b) = (
+                        go.get(x.as_tensor()).unwrap(),
+                        gt.get(x.as_tensor()).unwrap(),
+                    );
+                    let dmax = max(&(a - b).unwrap());
+                    assert!(dmax < 1e-4 * max(b).max(1.0), "{name}: {dmax}");
+                }
             }
         }
     }
