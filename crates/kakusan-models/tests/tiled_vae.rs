@@ -49,17 +49,15 @@ fn picture() -> Tensor {
     Tensor::from_vec(data, (1, 3, n, n), &Device::Cpu).unwrap()
 }
 
+/// The mean of the squares of `t`.
+fn mean_square(t: &Tensor) -> f64 {
+    let m: f32 = t.sqr().unwrap().mean_all().unwrap().to_scalar().unwrap();
+    m as f64
+}
+
 fn psnr(a: &Tensor, b: &Tensor) -> f64 {
-    let mse: f32 = (a - b)
-        .unwrap()
-        .sqr()
-        .unwrap()
-        .mean_all()
-        .unwrap()
-        .to_scalar()
-        .unwrap();
     // Peak-to-peak 2 on the [-1, 1] scale.
-    10.0 * (4.0 / mse as f64).log10()
+    10.0 * (4.0 / mean_square(&(a - b).unwrap())).log10()
 }
 
 /// Decoding in 3 x 3 tiles of 16 latent pixels (64 picture pixels) overlapping by 4 stays
@@ -95,22 +93,8 @@ fn tiled_encode_matches_the_whole_encode() {
     let whole = vae.encode(&x).unwrap();
     let tiled = vae.encode_tiled(&x, 16, 4).unwrap();
     assert_eq!(tiled.mean.dims(), whole.mean.dims());
-    let spread: f32 = whole
-        .mean
-        .sqr()
-        .unwrap()
-        .mean_all()
-        .unwrap()
-        .to_scalar()
-        .unwrap();
-    let err: f32 = (&tiled.mean - &whole.mean)
-        .unwrap()
-        .sqr()
-        .unwrap()
-        .mean_all()
-        .unwrap()
-        .to_scalar()
-        .unwrap();
+    let spread = mean_square(&whole.mean);
+    let err = mean_square(&(&tiled.mean - &whole.mean).unwrap());
     let snr = 10.0 * (spread / err).log10();
     eprintln!("tiled vs whole encode: latent SNR {snr:.1} dB");
     assert!(snr >= 25.0, "latent SNR {snr:.1} dB");

@@ -109,10 +109,11 @@ pub fn available_bytes() -> Option<u64> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn sd15() -> ModelFootprint {
+    /// SD 1.5's footprint in f32.
+    pub(crate) fn sd15() -> ModelFootprint {
         ModelFootprint {
             weight_bytes: 4_000_000_000,
             unet_top_channels: 320,

@@ -79,18 +79,7 @@ impl VaeTiling {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn sd15() -> ModelFootprint {
-        ModelFootprint {
-            weight_bytes: 4_000_000_000,
-            unet_top_channels: 320,
-            unet_top_heads: 8,
-            vae_top_channels: 128,
-            vae_max_channels: 512,
-            activation_bytes: 4,
-            vae_scale: 8,
-        }
-    }
+    use crate::memory_estimate::tests::sd15;
 
     #[test]
     fn auto_tiles_only_what_does_not_fit() {
