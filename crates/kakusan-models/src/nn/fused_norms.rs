@@ -33,12 +33,9 @@ fn group_backward(
         .enumerate()
     {
         let ch = first_ch + k;
-        let (mut s_g, mut s_g_xhat) = (0f64, 0f64);
-        for (&xv, &g) in xc.iter().zip(gc) {
-            let gv = g as f64;
-            s_g += gv;
-            s_g_xhat += gv * ((xv as f64 - mean) * rstd);
-        }
+        // sum(g) and sum(g * x) over lanes; sum(g * xhat) = rstd (sum(g x) - mean sum(g)).
+        let (s_g, s_gx) = lane_sums2(xc, gc);
+        let s_g_xhat = rstd * (s_gx - mean * s_g);
         db[ch] += s_g;
         dw[ch] += s_g_xhat;
         let w = weight[ch] as f64;
@@ -46,6 +43,8 @@ fn group_backward(
         sum_g_xhat += s_g_xhat * w;
     }
     let (mean_g, mean_g_xhat) = (sum_g / n, sum_g_xhat / n);
+    // dx = rstd (g w - mean_g - xhat mean_g_xhat) = a g + b x + c per channel, the
+    // coefficients formed in f64, the element loop in f32 (vectorised).
     for (k, ((xc, gc), dc)) in x
         .chunks_exact(positions)
         .zip(dy.chunks_exact(positions))
@@ -53,11 +52,50 @@ fn group_backward(
         .enumerate()
     {
         let w = weight[first_ch + k] as f64;
+        let a = (rstd * w) as f32;
+        let b = (-rstd * rstd * mean_g_xhat) as f32;
+        let c = (rstd * (rstd * mean * mean_g_xhat - mean_g)) as f32;
         for ((&xv, &g), d) in xc.iter().zip(gc).zip(dc.iter_mut()) {
-            let xhat = (xv as f64 - mean) * rstd;
-            *d = (rstd * (g as f64 * w - mean_g - xhat * mean_g_xhat)) as f32;
+            *d = a * g + b * xv + c;
         }
     }
+}
+
+/// Independent f64 accumulators of the lane sums (an AVX2 register holds 4 f64; two of
+/// them hide the add latency).
+const LANES: usize = 8;
+
+/// `sum(f(v))` over `values`, accumulated in f64 over [`LANES`] lanes so that the loop
+/// vectorises (a single running sum is a serial dependency).
+fn lane_sum(values: &[f32], f: impl Fn(f32) -> f64) -> f64 {
+    let mut acc = [0f64; LANES];
+    let chunks = values.chunks_exact(LANES);
+    let tail: f64 = chunks.remainder().iter().map(|&v| f(v)).sum();
+    for c in chunks {
+        for i in 0..LANES {
+            acc[i] += f(c[i]);
+        }
+    }
+    acc.iter().sum::<f64>() + tail
+}
+
+/// `(sum(g), sum(g * x))` in f64 over [`LANES`] lanes.
+fn lane_sums2(x: &[f32], g: &[f32]) -> (f64, f64) {
+    let (mut sg, mut sgx) = ([0f64; LANES], [0f64; LANES]);
+    let (cx, cg) = (x.chunks_exact(LANES), g.chunks_exact(LANES));
+    let (mut tg, mut tgx) = (0f64, 0f64);
+    for (&xv, &gv) in cx.remainder().iter().zip(cg.remainder()) {
+        tg += gv as f64;
+        tgx += gv as f64 * xv as f64;
+    }
+    for (xs, gs) in cx.zip(cg) {
+        for i in 0..LANES {
+            let gv = gs[i] as f64;
+            sg[i] += gv;
+            sgx[i] += gv * xs[i] as f64;
+        }
+    }
+    (sg.iter().sum::<f64>() + tg, sgx.iter().sum::<f64>() + tgx)
 }
 
 type Grads3 = (Option<Tensor>, Option<Tensor>, Option<Tensor>);
@@ -83,15 +121,11 @@ pub(crate) fn fused_applies(tensors: &[&Tensor]) -> bool {
 /// Mean and `1 / sqrt(var + eps)` of a slice, accumulated in f64 in two passes.
 fn moments(values: &[f32], eps: f64) -> (f64, f64) {
     let n = values.len().max(1) as f64;
-    let mean = values.iter().map(|&v| v as f64).sum::<f64>() / n;
-    let var = values
-        .iter()
-        .map(|&v| {
-            let d = v as f64 - mean;
-            d * d
-        })
-        .sum::<f64>()
-        / n;
+    let mean = lane_sum(values, |v| v as f64) / n;
+    let var = lane_sum(values, |v| {
+        let d = v as f64 - mean;
+        d * d
+    }) / n;
     (mean, 1.0 / (var + eps).sqrt())
 }
 
