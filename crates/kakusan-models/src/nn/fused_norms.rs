@@ -137,6 +137,21 @@ pub(crate) struct FusedGroupNorm {
     pub groups: usize,
     pub eps: f64,
     pub silu: bool,
+    /// Each (picture, group)'s `(mean, rstd)` from the forward pass, taken by the
+    /// backward so that it need not recompute them (two passes over the input).
+    kept: std::sync::Mutex<Option<Vec<(f64, f64)>>>,
+}
+
+impl FusedGroupNorm {
+    /// The op; `silu` appends SiLU.
+    pub fn new(groups: usize, eps: f64, silu: bool) -> Self {
+        Self {
+            groups,
+            eps,
+            silu,
+            kept: std::sync::Mutex::new(None),
+        }
+    }
 }
 
 /// A channel's normalisation as `x * scale + shift` in f32 (the arrangement PyTorch's CPU
@@ -216,12 +231,15 @@ impl CustomOp3 for FusedGroupNorm {
         let per_item = channels * positions;
         let mut out = vec![0f32; x.len()];
         // One picture of the batch per task.
-        out.par_chunks_mut(per_item.max(1))
+        let stats: Vec<Vec<(f64, f64)>> = out
+            .par_chunks_mut(per_item.max(1))
             .zip(x.par_chunks(per_item.max(1)))
-            .for_each(|(out, x)| {
+            .map(|(out, x)| {
+                let mut stats = Vec::with_capacity(self.groups);
                 for g in 0..self.groups {
                     let start = g * group_len;
                     let (mean, rstd) = moments(&x[start..start + group_len], self.eps);
+                    stats.push((mean, rstd));
                     for k in 0..per_group {
                         let ch = g * per_group + k;
                         let (scale, shift) = channel_affine((mean, rstd), weight[ch], bias[ch]);
@@ -240,7 +258,12 @@ impl CustomOp3 for FusedGroupNorm {
                         }
                     }
                 }
-            });
+                stats
+            })
+            .collect();
+        if let Ok(mut kept) = self.kept.lock() {
+            *kept = Some(stats.into_iter().flatten().collect());
+        }
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 
@@ -261,16 +284,27 @@ impl CustomOp3 for FusedGroupNorm {
         let b = if self.silu { values(bias)? } else { Vec::new() };
         let mut dx = vec![0f32; xv.len()];
         let per_item = (channels * positions).max(1);
+        let pictures = xv.len() / per_item;
+        let kept = self
+            .kept
+            .lock()
+            .ok()
+            .and_then(|mut k| k.take())
+            .filter(|k| k.len() == pictures * self.groups);
         // One picture of the batch per task, each with its own weight and bias gradients,
         // summed in batch order afterwards (deterministic).
         let partials: Vec<(Vec<f64>, Vec<f64>)> = dx
             .par_chunks_mut(per_item)
             .zip(xv.par_chunks(per_item).zip(dy.par_chunks_mut(per_item)))
-            .map(|(dx, (xv, dy))| {
+            .enumerate()
+            .map(|(picture, (dx, (xv, dy)))| {
                 let (mut dw, mut db) = (vec![0f64; channels], vec![0f64; channels]);
                 for g in 0..self.groups {
                     let range = g * group_len..(g + 1) * group_len;
-                    let stats = moments(&xv[range.clone()], self.eps);
+                    let stats = match &kept {
+                        Some(k) => k[picture * self.groups + g],
+                        None => moments(&xv[range.clone()], self.eps),
+                    };
                     if self.silu {
                         // Through the SiLU first: dy *= silu'(the normalised value).
                         silu_backward(
@@ -375,5 +409,40 @@ impl CustomOp3 for FusedLayerNorm {
             group_backward(xs, gs, &w, 0, 1, stats, d, &mut dw, &mut db);
         }
         grads(x, weight, dx, dw, db)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    /// The backward with the forward's kept statistics and the backward recomputing them
+    /// (an op whose forward never ran) give the same gradients.
+    #[test]
+    fn kept_statistics_give_the_recomputed_gradients() {
+        let dev = Device::Cpu;
+        let x = Tensor::randn(0.3f32, 1.5, (3, 8, 5, 7), &dev).unwrap();
+        let w = Tensor::randn(1f32, 0.3, 8, &dev).unwrap();
+        let b = Tensor::randn(0f32, 0.3, 8, &dev).unwrap();
+        let g = Tensor::randn(0f32, 1.0, (3, 8, 5, 7), &dev).unwrap();
+        for silu in [false, true] {
+            let op = FusedGroupNorm::new(4, 1e-5, silu);
+            let y = x.apply_op3_no_bwd(&w, &b, &op).unwrap();
+            assert!(op.kept.lock().unwrap().is_some());
+            let kept = op.bwd(&x, &w, &b, &y, &g).unwrap();
+            assert!(op.kept.lock().unwrap().is_none(), "taken by the backward");
+            let fresh = FusedGroupNorm::new(4, 1e-5, silu);
+            let recomputed = fresh.bwd(&x, &w, &b, &y, &g).unwrap();
+            let pairs = [
+                (kept.0, recomputed.0),
+                (kept.1, recomputed.1),
+                (kept.2, recomputed.2),
+            ];
+            for (a, c) in pairs {
+                let d = crate::nn::test_util::max_abs(&(a.unwrap() - c.unwrap()).unwrap());
+                assert_eq!(d, 0.0, "silu {silu}");
+            }
+        }
     }
 }

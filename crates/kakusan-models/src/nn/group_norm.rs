@@ -94,11 +94,7 @@ impl GroupNorm {
 
     /// The fused CPU kernel, followed by SiLU when `silu`.
     fn fused(&self, x: &Tensor, silu: bool) -> Result<Tensor> {
-        let op = super::fused_norms::FusedGroupNorm {
-            groups: self.groups,
-            eps: self.eps,
-            silu,
-        };
+        let op = super::fused_norms::FusedGroupNorm::new(self.groups, self.eps, silu);
         x.apply_op3(&self.weight, &self.bias, op)
     }
 
