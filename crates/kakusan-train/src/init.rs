@@ -39,8 +39,9 @@ pub fn load_initial_weights(
 }
 
 /// As [`load_initial_weights`], but the variables whose names start with one of
-/// `new_prefixes` may be missing from `weights` (layers added to a trained architecture):
-/// they keep their fresh initialisation, except the output projections of new residual
+/// `new_prefixes` may be missing from `weights` (layers added to a trained architecture) or
+/// have another shape there (a widened layer; `["unet."]` keeps a trained text encoder
+/// under a new UNet): they keep their fresh initialisation, except the output projections of new residual
 /// branches (names ending in `proj_out.weight` / `proj_out.bias`), which are set to zero so
 /// that each new branch starts as the identity. Returns the names of the new variables.
 pub fn load_initial_weights_growing(
@@ -48,8 +49,16 @@ pub fn load_initial_weights_growing(
     weights: &std::collections::HashMap<String, Tensor>,
     new_prefixes: &[String],
 ) -> Result<Vec<String>> {
+    let shapes: std::collections::HashMap<&str, Vec<usize>> = vars
+        .iter()
+        .map(|(name, var)| (name, var.dims().to_vec()))
+        .collect();
     let is_new = |name: &str| {
-        !weights.contains_key(name) && new_prefixes.iter().any(|p| name.starts_with(p.as_str()))
+        let fits = match (weights.get(name), shapes.get(name)) {
+            (Some(t), Some(want)) => t.dims() == want.as_slice(),
+            _ => false,
+        };
+        !fits && new_prefixes.iter().any(|p| name.starts_with(p.as_str()))
     };
     let new = vars.filtered(is_new);
     for (name, var) in new.iter() {
@@ -223,5 +232,14 @@ mod tests {
         let new = load_initial_weights_growing(&vars, &weights, &prefixes).unwrap();
         assert_eq!(new, ["new.attn.proj_out.weight"]);
         assert_eq!(values("new.attn.to_q.weight"), [7.0; 3]);
+        // One of another shape (a widened layer) starts fresh; outside the prefixes it is
+        // an error.
+        weights.insert("new.attn.to_q.weight".to_string(), t(8.0, 4));
+        let mut new = load_initial_weights_growing(&vars, &weights, &prefixes).unwrap();
+        new.sort();
+        assert_eq!(new, ["new.attn.proj_out.weight", "new.attn.to_q.weight"]);
+        assert_eq!(values("new.attn.to_q.weight"), [7.0; 3]);
+        weights.insert("other.weight".to_string(), t(2.0, 5));
+        assert!(load_initial_weights_growing(&vars, &weights, &prefixes).is_err());
     }
 }

@@ -46,10 +46,11 @@ pub struct DiffusionModelFiles {
     /// The tokenizer folder (the real CLIP vocabulary).
     pub tokenizer: PathBuf,
     /// Growing a trained model (`--init`) into a larger architecture: name prefixes of the
-    /// variables that the initial weights may lack (new layers, e.g.
-    /// `"unet.down_blocks.0.attentions."`). They keep their fresh initialisation, and the
-    /// output projections of new residual branches (`proj_out`) start at zero, so the grown
-    /// model first computes what the initial one did.
+    /// variables that the initial weights may lack or have in another shape (new layers,
+    /// e.g. `"unet.down_blocks.0.attentions."`; `"unet."` for a new, wider UNet under a
+    /// trained text encoder). They keep their fresh initialisation, and the output
+    /// projections of new residual branches (`proj_out`) start at zero, so a model grown by
+    /// layers first computes what the initial one did.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub new_layers: Vec<String>,
 }
@@ -133,7 +134,15 @@ mod tests {
         assert!(vae.model.vae_config.is_file());
         let decoder = VaeRunConfig::load(&dir.join("vae-decoder.toml")).unwrap();
         assert!(decoder.task.decoder_only);
-        for file in ["unet.toml", "finetune.toml"] {
+        // Every UNet stage's TOML (unet*.toml) and the fine-tune's.
+        let mut files: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|f| f.starts_with("unet") && f.ends_with(".toml"))
+            .collect();
+        assert!(files.len() >= 6, "{files:?}");
+        files.push("finetune.toml".into());
+        for file in &files {
             let unet = DiffusionRunConfig::load(&dir.join(file)).unwrap();
             assert!(unet.model.unet_config.is_file(), "{file}");
             assert!(unet.model.tokenizer.join("vocab.json").is_file(), "{file}");
