@@ -14,6 +14,7 @@
 use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::avx2::with_avx2;
 use super::cpu_f32::{contiguous_f32, f32_values as values};
 use super::fast_exp::exp_approx;
 use super::small_gemm::{matmul, View};
@@ -69,6 +70,7 @@ fn sizes(q: &[usize], k: &[usize], v: &[usize]) -> Result<(usize, usize, usize, 
 }
 
 /// The probabilities `softmax(q k^T * scale)` of one item into `p` (`lq x lk`).
+#[inline(always)]
 fn probabilities(q: &[f32], k: &[f32], p: &mut [f32], lq: usize, lk: usize, d: usize, scale: f32) {
     // Subtracting the row maximum before scaling needs a positive scale (1 / sqrt(d)).
     debug_assert!(scale > 0.0);
@@ -89,6 +91,7 @@ fn probabilities(q: &[f32], k: &[f32], p: &mut [f32], lq: usize, lk: usize, d: u
 const LANES: usize = 8;
 
 /// The maximum of `v` (`-inf` when empty), over [`LANES`] independent running maxima.
+#[inline(always)]
 fn lane_max(v: &[f32]) -> f32 {
     let mut m = [f32::NEG_INFINITY; LANES];
     let chunks = v.chunks_exact(LANES);
@@ -104,6 +107,7 @@ fn lane_max(v: &[f32]) -> f32 {
 }
 
 /// The dot product of `a` and `b`, over [`LANES`] independent partial sums.
+#[inline(always)]
 fn lane_dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; LANES];
     let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
@@ -122,6 +126,7 @@ fn lane_dot(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// The sum of `v`, over [`LANES`] independent partial sums.
+#[inline(always)]
 fn lane_sum(v: &[f32]) -> f32 {
     let mut acc = [0f32; LANES];
     let chunks = v.chunks_exact(LANES);
@@ -160,12 +165,17 @@ impl CustomOp3 for AttentionOp {
                 .zip(p.par_chunks_mut((lq * lk).max(1)))
                 .enumerate()
                 .for_each(|(i, (o, pi))| {
-                    let qi = &q[i * lq * d..(i + 1) * lq * d];
-                    let ki = &k[i * lk * d..(i + 1) * lk * d];
-                    let vi = &v[i * lk * dv..(i + 1) * lk * dv];
-                    probabilities(qi, ki, pi, lq, lk, d, self.scale);
-                    let (pv, vv) = (View::row_major(pi, lk), View::row_major(vi, dv));
-                    matmul(o, lq, dv, lk, pv, vv, false);
+                    with_avx2(
+                        #[inline(always)]
+                        || {
+                            let qi = &q[i * lq * d..(i + 1) * lq * d];
+                            let ki = &k[i * lk * d..(i + 1) * lk * d];
+                            let vi = &v[i * lk * dv..(i + 1) * lk * dv];
+                            probabilities(qi, ki, pi, lq, lk, d, self.scale);
+                            let (pv, vv) = (View::row_major(pi, lk), View::row_major(vi, dv));
+                            matmul(o, lq, dv, lk, pv, vv, false);
+                        },
+                    )
                 });
             if let Ok(mut kept) = self.kept.lock() {
                 *kept = Some(p);
@@ -187,7 +197,10 @@ impl CustomOp3 for AttentionOp {
                             let first = i * lq + j * block;
                             let qb = &q[first * d..(first + rows) * d];
                             let p = &mut p[..rows * lk];
-                            probabilities(qb, ki, p, rows, lk, d, self.scale);
+                            with_avx2(
+                                #[inline(always)]
+                                || probabilities(qb, ki, p, rows, lk, d, self.scale),
+                            );
                             let (pv, vv) = (View::row_major(p, lk), View::row_major(vi, dv));
                             matmul(o, rows, dv, lk, pv, vv, false);
                         },
@@ -225,41 +238,46 @@ impl CustomOp3 for AttentionOp {
             .for_each_init(
                 || (vec![0f32; lq * lk], vec![0f32; lq * lk]),
                 |(p, dp), (i, ((dqi, dki), dvi))| {
-                    let qi = &qv[i * lq * d..(i + 1) * lq * d];
-                    let ki = &kv[i * lk * d..(i + 1) * lk * d];
-                    let vi = &vv[i * lk * dv..(i + 1) * lk * dv];
-                    let goi = &go[i * lq * dv..(i + 1) * lq * dv];
-                    let p: &[f32] = match &kept {
-                        Some(all) => &all[i * lq * lk..(i + 1) * lq * lk],
-                        None => {
-                            probabilities(qi, ki, p, lq, lk, d, scale);
-                            p
-                        }
-                    };
-                    let (pv, gov) = (View::row_major(p, lk), View::row_major(goi, dv));
-                    // dV = P^T dO; dP = dO V^T.
-                    matmul(dvi, lk, dv, lq, pv.transposed(), gov, false);
-                    let vt = View::row_major(vi, dv).transposed();
-                    matmul(dp, lq, lk, dv, gov, vt, false);
-                    // dS = scale * P * (dP - rowsum(dP * P)), in place of dP.
-                    for (drow, prow) in dp.chunks_exact_mut(lk).zip(p.chunks_exact(lk)) {
-                        let dot = lane_dot(drow, prow);
-                        for (g, &pp) in drow.iter_mut().zip(prow.iter()) {
-                            *g = scale * pp * (*g - dot);
-                        }
-                    }
-                    let ds = View::row_major(dp, lk);
-                    // dQ = dS K; dK = dS^T Q.
-                    matmul(dqi, lq, d, lk, ds, View::row_major(ki, d), false);
-                    matmul(
-                        dki,
-                        lk,
-                        d,
-                        lq,
-                        ds.transposed(),
-                        View::row_major(qi, d),
-                        false,
-                    );
+                    with_avx2(
+                        #[inline(always)]
+                        || {
+                            let qi = &qv[i * lq * d..(i + 1) * lq * d];
+                            let ki = &kv[i * lk * d..(i + 1) * lk * d];
+                            let vi = &vv[i * lk * dv..(i + 1) * lk * dv];
+                            let goi = &go[i * lq * dv..(i + 1) * lq * dv];
+                            let p: &[f32] = match &kept {
+                                Some(all) => &all[i * lq * lk..(i + 1) * lq * lk],
+                                None => {
+                                    probabilities(qi, ki, p, lq, lk, d, scale);
+                                    p
+                                }
+                            };
+                            let (pv, gov) = (View::row_major(p, lk), View::row_major(goi, dv));
+                            // dV = P^T dO; dP = dO V^T.
+                            matmul(dvi, lk, dv, lq, pv.transposed(), gov, false);
+                            let vt = View::row_major(vi, dv).transposed();
+                            matmul(dp, lq, lk, dv, gov, vt, false);
+                            // dS = scale * P * (dP - rowsum(dP * P)), in place of dP.
+                            for (drow, prow) in dp.chunks_exact_mut(lk).zip(p.chunks_exact(lk)) {
+                                let dot = lane_dot(drow, prow);
+                                for (g, &pp) in drow.iter_mut().zip(prow.iter()) {
+                                    *g = scale * pp * (*g - dot);
+                                }
+                            }
+                            let ds = View::row_major(dp, lk);
+                            // dQ = dS K; dK = dS^T Q.
+                            matmul(dqi, lq, d, lk, ds, View::row_major(ki, d), false);
+                            matmul(
+                                dki,
+                                lk,
+                                d,
+                                lq,
+                                ds.transposed(),
+                                View::row_major(qi, d),
+                                false,
+                            );
+                        },
+                    )
                 },
             );
         let dev = q.device();

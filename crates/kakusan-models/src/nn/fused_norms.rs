@@ -5,6 +5,7 @@
 //! through candle's op-by-op autograd of the f64 formula. They are used for contiguous f32
 //! CPU tensors; everything else (GPU, half precision) takes the tensor-op path.
 
+use super::avx2::with_avx2;
 use super::cpu_f32::{contiguous_f32, f32_values as values};
 use super::fast_exp::exp_approx;
 use candle_core::{bail, CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
@@ -14,6 +15,7 @@ use rayon::prelude::*;
 /// channels (each `positions` values long, weight `w[ch]`) start at channel `first_ch`;
 /// `(mean, rstd)` are the group's [`moments`]. Adds into `dw` / `db` and writes `dx`.
 #[allow(clippy::too_many_arguments)]
+#[inline(always)]
 fn group_backward(
     x: &[f32],
     dy: &[f32],
@@ -67,6 +69,7 @@ const LANES: usize = 8;
 
 /// `sum(f(v))` over `values`, accumulated in f64 over [`LANES`] lanes so that the loop
 /// vectorises (a single running sum is a serial dependency).
+#[inline(always)]
 fn lane_sum(values: &[f32], f: impl Fn(f32) -> f64) -> f64 {
     let mut acc = [0f64; LANES];
     let chunks = values.chunks_exact(LANES);
@@ -80,6 +83,7 @@ fn lane_sum(values: &[f32], f: impl Fn(f32) -> f64) -> f64 {
 }
 
 /// `(sum(g), sum(g * x))` in f64 over [`LANES`] lanes.
+#[inline(always)]
 fn lane_sums2(x: &[f32], g: &[f32]) -> (f64, f64) {
     let (mut sg, mut sgx) = ([0f64; LANES], [0f64; LANES]);
     let (cx, cg) = (x.chunks_exact(LANES), g.chunks_exact(LANES));
@@ -119,6 +123,7 @@ pub(crate) fn fused_applies(tensors: &[&Tensor]) -> bool {
 }
 
 /// Mean and `1 / sqrt(var + eps)` of a slice, accumulated in f64 in two passes.
+#[inline(always)]
 fn moments(values: &[f32], eps: f64) -> (f64, f64) {
     let n = values.len().max(1) as f64;
     let mean = lane_sum(values, |v| v as f64) / n;
@@ -156,12 +161,14 @@ impl FusedGroupNorm {
 
 /// A channel's normalisation as `x * scale + shift` in f32 (the arrangement PyTorch's CPU
 /// kernel uses): `scale = rstd * w`, `shift = b - mean * scale`, both formed in f64.
+#[inline(always)]
 fn channel_affine((mean, rstd): (f64, f64), weight: f32, bias: f32) -> (f32, f32) {
     let scale = rstd * weight as f64;
     (scale as f32, (bias as f64 - mean * scale) as f32)
 }
 
 /// SiLU's derivative at `v`: `s (1 + v (1 - s))` with `s = sigmoid(v)`.
+#[inline(always)]
 fn silu_slope(v: f32) -> f32 {
     let s = 1.0 / (1.0 + exp_approx(-v));
     s * (1.0 + v * (1.0 - s))
@@ -170,6 +177,7 @@ fn silu_slope(v: f32) -> f32 {
 /// Multiplies `dy` of one group by SiLU's derivative at the group's normalised values,
 /// recomputed from `x` as the forward pass computed them (`x * scale + shift` in f32).
 #[allow(clippy::too_many_arguments)]
+#[inline(always)]
 fn silu_backward(
     x: &[f32],
     dy: &mut [f32],
@@ -235,30 +243,36 @@ impl CustomOp3 for FusedGroupNorm {
             .par_chunks_mut(per_item.max(1))
             .zip(x.par_chunks(per_item.max(1)))
             .map(|(out, x)| {
-                let mut stats = Vec::with_capacity(self.groups);
-                for g in 0..self.groups {
-                    let start = g * group_len;
-                    let (mean, rstd) = moments(&x[start..start + group_len], self.eps);
-                    stats.push((mean, rstd));
-                    for k in 0..per_group {
-                        let ch = g * per_group + k;
-                        let (scale, shift) = channel_affine((mean, rstd), weight[ch], bias[ch]);
-                        let from = start + k * positions;
-                        let src = &x[from..from + positions];
-                        let dst = &mut out[from..from + positions];
-                        if self.silu {
-                            for (d, &v) in dst.iter_mut().zip(src) {
-                                let y = v * scale + shift;
-                                *d = y / (1.0 + exp_approx(-y));
-                            }
-                        } else {
-                            for (d, &v) in dst.iter_mut().zip(src) {
-                                *d = v * scale + shift;
+                with_avx2(
+                    #[inline(always)]
+                    || {
+                        let mut stats = Vec::with_capacity(self.groups);
+                        for g in 0..self.groups {
+                            let start = g * group_len;
+                            let (mean, rstd) = moments(&x[start..start + group_len], self.eps);
+                            stats.push((mean, rstd));
+                            for k in 0..per_group {
+                                let ch = g * per_group + k;
+                                let (scale, shift) =
+                                    channel_affine((mean, rstd), weight[ch], bias[ch]);
+                                let from = start + k * positions;
+                                let src = &x[from..from + positions];
+                                let dst = &mut out[from..from + positions];
+                                if self.silu {
+                                    for (d, &v) in dst.iter_mut().zip(src) {
+                                        let y = v * scale + shift;
+                                        *d = y / (1.0 + exp_approx(-y));
+                                    }
+                                } else {
+                                    for (d, &v) in dst.iter_mut().zip(src) {
+                                        *d = v * scale + shift;
+                                    }
+                                }
                             }
                         }
-                    }
-                }
-                stats
+                        stats
+                    },
+                )
             })
             .collect();
         if let Ok(mut kept) = self.kept.lock() {
@@ -298,38 +312,43 @@ impl CustomOp3 for FusedGroupNorm {
             .zip(xv.par_chunks(per_item).zip(dy.par_chunks_mut(per_item)))
             .enumerate()
             .map(|(picture, (dx, (xv, dy)))| {
-                let (mut dw, mut db) = (vec![0f64; channels], vec![0f64; channels]);
-                for g in 0..self.groups {
-                    let range = g * group_len..(g + 1) * group_len;
-                    let stats = match &kept {
-                        Some(k) => k[picture * self.groups + g],
-                        None => moments(&xv[range.clone()], self.eps),
-                    };
-                    if self.silu {
-                        // Through the SiLU first: dy *= silu'(the normalised value).
-                        silu_backward(
-                            &xv[range.clone()],
-                            &mut dy[range.clone()],
-                            g * per_group,
-                            positions,
-                            stats,
-                            &w,
-                            &b,
-                        );
-                    }
-                    group_backward(
-                        &xv[range.clone()],
-                        &dy[range.clone()],
-                        &w,
-                        g * per_group,
-                        positions,
-                        stats,
-                        &mut dx[range],
-                        &mut dw,
-                        &mut db,
-                    );
-                }
-                (dw, db)
+                with_avx2(
+                    #[inline(always)]
+                    || {
+                        let (mut dw, mut db) = (vec![0f64; channels], vec![0f64; channels]);
+                        for g in 0..self.groups {
+                            let range = g * group_len..(g + 1) * group_len;
+                            let stats = match &kept {
+                                Some(k) => k[picture * self.groups + g],
+                                None => moments(&xv[range.clone()], self.eps),
+                            };
+                            if self.silu {
+                                // Through the SiLU first: dy *= silu'(the normalised value).
+                                silu_backward(
+                                    &xv[range.clone()],
+                                    &mut dy[range.clone()],
+                                    g * per_group,
+                                    positions,
+                                    stats,
+                                    &w,
+                                    &b,
+                                );
+                            }
+                            group_backward(
+                                &xv[range.clone()],
+                                &dy[range.clone()],
+                                &w,
+                                g * per_group,
+                                positions,
+                                stats,
+                                &mut dx[range],
+                                &mut dw,
+                                &mut db,
+                            );
+                        }
+                        (dw, db)
+                    },
+                )
             })
             .collect();
         let (mut dw, mut db) = (vec![0f64; channels], vec![0f64; channels]);

@@ -8,6 +8,7 @@
 mod activation;
 mod attention;
 mod attention_op;
+mod avx2;
 mod banded_conv;
 mod channel_bias;
 mod conv;
