@@ -268,3 +268,26 @@ fn per_picture_convolution_products() {
     rate("dcols KN W^T @ dY", time(|| w.t()?.matmul(&dy).map(drop)));
     rate("dcols NK dY^T @ W", time(|| dy.t()?.matmul(&w).map(drop)));
 }
+
+/// A loop for `perf record`: group norm + SiLU forward + backward at [32, 128, 8, 8], 300
+/// times (`KAKUSAN_PROFILE_SHAPE=64x16` for [32, 64, 16, 16]).
+#[test]
+#[ignore]
+fn group_norm_profile_loop() {
+    let (c, hw) = match std::env::var("KAKUSAN_PROFILE_SHAPE").as_deref() {
+        Ok("64x16") => (64, 16),
+        _ => (128, 8),
+    };
+    let w = randn(&[c], 3).affine(0.1, 1.0).unwrap();
+    let norm = GroupNorm::from_tensors(w, randn(&[c], 4), 32, 1e-5).unwrap();
+    let shape = [32, c, hw, hw];
+    let x = Var::from_tensor(&randn(&shape, 1)).unwrap();
+    let r = randn(&shape, 2);
+    let start = Instant::now();
+    for _ in 0..300 {
+        let y = norm.forward_silu(x.as_tensor()).unwrap();
+        let grads = (y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+        assert!(grads.get(x.as_tensor()).is_some());
+    }
+    eprintln!("{:.2} ms per call", start.elapsed().as_secs_f64() / 0.3);
+}
