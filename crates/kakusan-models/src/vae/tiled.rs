@@ -272,6 +272,22 @@ mod tests {
                 assert!(pair[0] + 64 >= pair[1] + 16, "{len}: {starts:?}");
             }
         }
+        // The cores partition the axis, each inside its tile.
+        for len in [40usize, 64, 65, 100, 128, 300] {
+            let starts = tile_starts(len, 64, 16);
+            let cores = tile_cores(&starts, 64, len);
+            assert_eq!(cores[0].0, 0);
+            assert_eq!(cores.last().unwrap().1, len);
+            for pair in cores.windows(2) {
+                assert_eq!(pair[0].1, pair[1].0, "{len}: {cores:?}");
+            }
+            for (&s, &(from, to)) in starts.iter().zip(&cores) {
+                assert!(
+                    s <= from && from < to && to <= s + 64.min(len),
+                    "{len}: {cores:?}"
+                );
+            }
+        }
         let w = ramp_weights(8, 16, 40, 4);
         assert_eq!(w[0], 0.125);
         assert_eq!(w[15], 0.125);
