@@ -116,8 +116,7 @@ impl GroupNorm {
     /// `[B, groups]`), then SiLU when `silu`: the tiles of one picture under
     /// [`super::norm_statistics::replay`].
     fn normalize_with(&self, x: &Tensor, mean: &[f64], var: &[f64], silu: bool) -> Result<Tensor> {
-        let dims = x.dims();
-        let batch = dims[0];
+        let batch = x.dim(0)?;
         let per_group = self.channels / self.groups;
         let weight = self.weight.to_dtype(DType::F64)?.to_vec1::<f64>()?;
         let bias = self.bias.to_dtype(DType::F64)?.to_vec1::<f64>()?;
@@ -131,15 +130,8 @@ impl GroupNorm {
                 shift.push(bias[c] - mean[g] * s);
             }
         }
-        let mut bc_shape = vec![1usize; dims.len()];
-        bc_shape[0] = batch;
-        bc_shape[1] = self.channels;
-        let as_tensor = |v: Vec<f64>| -> Result<Tensor> {
-            Tensor::from_vec(v, bc_shape.as_slice(), x.device())?.to_dtype(x.dtype())
-        };
-        let y = x
-            .broadcast_mul(&as_tensor(scale)?)?
-            .broadcast_add(&as_tensor(shift)?)?;
+        let per_channel = |v: Vec<f64>| Tensor::from_vec(v, (batch, self.channels), x.device());
+        let y = self.apply_per_channel(x, &per_channel(scale)?, &per_channel(shift)?)?;
         if silu {
             y.silu()
         } else {
@@ -169,8 +161,14 @@ impl GroupNorm {
             .to_dtype(DType::F64)?
             .broadcast_sub(&(spread(&mean)? * &scale)?)?;
 
-        let mut bc_shape = vec![1usize; dims.len()];
-        bc_shape[0] = batch;
+        self.apply_per_channel(x, &scale, &shift)
+    }
+
+    /// `x * scale + shift` in `x`'s dtype, with `scale` and `shift` `[B, channels]` (f64)
+    /// broadcast over the trailing positions.
+    fn apply_per_channel(&self, x: &Tensor, scale: &Tensor, shift: &Tensor) -> Result<Tensor> {
+        let mut bc_shape = vec![1usize; x.rank()];
+        bc_shape[0] = x.dim(0)?;
         bc_shape[1] = self.channels;
         let scale = scale.to_dtype(x.dtype())?.reshape(bc_shape.as_slice())?;
         let shift = shift.to_dtype(x.dtype())?.reshape(bc_shape.as_slice())?;
