@@ -325,7 +325,8 @@ pub struct ModelArgs {
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     pub device: String,
-    /// f32, f16 or bf16.
+    /// f32, f16 or bf16. On the CPU, bf16 stores the UNet's and the VAE's weights in bf16
+    /// (half the memory) and multiplies at bf16 precision with f32 sums; the rest stays f32.
     #[arg(long, default_value = "f32")]
     pub dtype: String,
     /// Override the detected prediction type: eps or v.

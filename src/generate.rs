@@ -222,12 +222,6 @@ pub fn load_model(args: &ModelArgs) -> anyhow::Result<StableDiffusion> {
     };
     let device: kakusan_core::device::DeviceChoice = args.device.parse()?;
     let dtype: kakusan_core::device::DTypeChoice = args.dtype.parse()?;
-    if device.is_cpu() && dtype == kakusan_core::device::DTypeChoice::BF16 {
-        // candle's CPU matmul and convolutions have no bf16 kernels: it would fail mid-run.
-        bail!(
-            "--dtype bf16 is not supported on the CPU; use --dtype f32 (or f16), or a CUDA device"
-        );
-    }
     let vae_tiling: kakusan_pipeline::VaeTiling =
         args.vae_tiling.parse().map_err(anyhow::Error::msg)?;
     let opts = kakusan_pipeline::LoadOptions {

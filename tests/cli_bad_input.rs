@@ -778,15 +778,3 @@ fn bench_refuses_bad_sizes() {
         &["width 0", "multiple of 8"],
     );
 }
-
-// bf16 has no CPU kernels in candle: refused before loading, not a tensor error mid-run.
-#[test]
-fn bf16_on_cpu_is_refused() {
-    let scene = Scene::new();
-    let folder = scene.folder_model();
-    scene.fails(
-        &generate_args(&folder, &scene.out(), &extra(&["--dtype", "bf16"])),
-        RUN_LIMIT,
-        &["bf16", "not supported on the CPU", "--dtype f32"],
-    );
-}

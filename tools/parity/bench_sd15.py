@@ -17,6 +17,7 @@ the cost of a forward pass).
 Usage:
   tools/parity/.venv/bin/python tools/parity/bench_sd15.py --model /work/sd15-random \
       --kakusan target/release/kakusan [--steps 3] [--repeat 1] [--width 512 --height 512] [--out FILE]
+      [--kakusan-dtype bf16]
 """
 
 import argparse
@@ -220,6 +221,9 @@ def main():
                          "stage's minimum over the rounds (default 1)")
     ap.add_argument("--order", choices=["diffusers-first", "kakusan-first"], default="diffusers-first")
     ap.add_argument("--skip-diffusers", action="store_true")
+    ap.add_argument("--kakusan-dtype", default="f32", choices=["f32", "bf16"],
+                    help="kakusan's --dtype (diffusers always runs f32: issue 8 compares kakusan "
+                         "bf16 against diffusers f32)")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     args.steps = max(1, args.steps)
@@ -246,7 +250,8 @@ def main():
 
     def run_kakusan():
         cmd = [args.kakusan, "bench", "--model", args.model, "--width", str(args.width),
-               "--height", str(args.height), "--steps", str(args.steps)]
+               "--height", str(args.height), "--steps", str(args.steps),
+               "--dtype", args.kakusan_dtype]
         print(f"[kakusan] {' '.join(cmd)}", file=sys.stderr, flush=True)
         r = run_child(cmd)
         if r["rc"] != 0:
@@ -283,7 +288,8 @@ def main():
     ]
     rounds = len(ks)
     out = []
-    out.append(f"SD 1.5-shaped model, random f32 weights, {args.width}x{args.height} "
+    out.append(f"SD 1.5-shaped model, random f32 weights (kakusan --dtype {args.kakusan_dtype}, "
+               f"diffusers f32), {args.width}x{args.height} "
                f"(latent {args.width // 8}x{args.height // 8}), CPU, N = {args.steps} timed UNet steps "
                f"after 1 warm-up; {rounds} round(s), each figure the minimum over the rounds; "
                f"run {started}.")

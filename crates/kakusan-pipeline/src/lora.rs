@@ -161,8 +161,8 @@ impl StableDiffusion {
         };
         let te_vb = backend(LoraTarget::TextEncoder, Component::TextEncoder)
             .into_var_builder(self.dtype, &self.device);
-        let unet_vb =
-            backend(LoraTarget::Unet, Component::Unet).into_var_builder(self.dtype, &self.device);
+        let unet_vb = backend(LoraTarget::Unet, Component::Unet)
+            .into_var_builder(self.weights_dtype, &self.device);
         // Forget the applied set first: if a rebuild fails, the next call rebuilds again.
         self.loras.applied = vec![("<unknown>".to_string(), f64::NAN, f64::NAN)];
         self.text_model = ClipTextModel::new(te_vb, &self.loras.text_config)

@@ -90,7 +90,10 @@ pub struct StableDiffusion {
     /// encoder holds all 24 layers); added to the user's clip skip minus one.
     pub(crate) base_clip_skip: usize,
     pub(crate) device: Device,
+    /// The dtype of the activations and of the text encoder's weights.
     pub(crate) dtype: DType,
+    /// The dtype of the UNet's and the VAE's weights: `dtype`, except bf16 on the CPU.
+    pub(crate) weights_dtype: DType,
     pub(crate) name: String,
     pub(crate) hash: String,
     pub(crate) footprint: ModelFootprint,
@@ -109,7 +112,14 @@ impl StableDiffusion {
             .device
             .to_candle()
             .map_err(|e| PipelineError::Config(e.to_string()))?;
-        let dtype = opts.dtype.to_candle();
+        // bf16 on the CPU stores the UNet's and the VAE's weights in bf16 and keeps the
+        // activations and the text encoder in f32 (`kakusan_models::nn`'s `cpu_bf16.rs`).
+        let weights_dtype = opts.dtype.to_candle();
+        let dtype = if device.is_cpu() && weights_dtype == DType::BF16 {
+            DType::F32
+        } else {
+            weights_dtype
+        };
         let open = OpenOptions {
             prediction: opts.prediction.map(|p| match p {
                 Prediction::Epsilon => WeightsPrediction::Epsilon,
@@ -141,12 +151,12 @@ impl StableDiffusion {
         )
         .map_err(|e| cfg_err("text encoder", e.to_string()))?;
         let unet = UNet2DConditionModel::new(
-            source.component_vb(Component::Unet, dtype, &device),
+            source.component_vb(Component::Unet, weights_dtype, &device),
             &unet_config,
         )
         .map_err(|e| cfg_err("unet", e.to_string()))?;
         let vae = AutoencoderKL::new(
-            source.component_vb(Component::Vae, dtype, &device),
+            source.component_vb(Component::Vae, weights_dtype, &device),
             &vae_config,
         )
         .map_err(|e| cfg_err("vae", e.to_string()))?;
@@ -214,6 +224,7 @@ impl StableDiffusion {
             base_clip_skip: 1,
             device,
             dtype,
+            weights_dtype,
             name,
             hash,
             footprint,

@@ -9,6 +9,9 @@
 //! `[Cout, B*Ho*Wo]` back to `[B, Cout, Ho, Wo]`. A 1x1 stride-1 convolution reads the
 //! picture itself as its patch matrix. The GEMM runs on all of rayon's threads.
 //!
+//! With bf16 weights (`--dtype bf16` on the CPU) the weights are widened to f32 for the call
+//! and the input rounded to bf16 (see `cpu_bf16.rs`).
+//!
 //! Forward only: training takes [`super::conv2d_op`], which has a backward pass.
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape};
@@ -16,6 +19,7 @@ use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
 use super::conv2d_op::geometry;
+use super::cpu_bf16::{rounded_to_bf16, widen};
 use super::cpu_f32::contiguous_f32;
 use super::im2col::{gather_run, Patches};
 
@@ -31,36 +35,59 @@ pub(crate) struct BandedConv {
     pub band_bytes: usize,
 }
 
-/// `dst (m x n, row stride dst_stride) += lhs (m x k, row-major) @ rhs (k x n, row
-/// stride rhs_stride)`, on `threads` threads.
-#[allow(clippy::too_many_arguments)]
-fn gemm_into(
-    dst: &mut [f32],
-    dst_stride: usize,
+/// Where one band writes its output: the band's first element in the output, and the row
+/// stride (a channel plane) between its `cout` rows. Bands are disjoint row ranges of
+/// disjoint pictures' planes, so tasks never write the same element.
+#[derive(Clone, Copy)]
+struct BandOutput {
+    first: *mut f32,
+    row_stride: usize,
+}
+
+// SAFETY: a `BandOutput` is only dereferenced by `gemm_band`, for its own band's elements,
+// which no other task touches (see `BandedConv::run`).
+unsafe impl Send for BandOutput {}
+unsafe impl Sync for BandOutput {}
+
+impl BandOutput {
+    /// The band starting `offset` elements further, with the same row stride.
+    ///
+    /// # Safety
+    /// `offset` must stay inside the allocation `first` points into.
+    unsafe fn offset(self, offset: usize) -> Self {
+        Self {
+            // SAFETY: the caller keeps `offset` inside the allocation.
+            first: unsafe { self.first.add(offset) },
+            row_stride: self.row_stride,
+        }
+    }
+}
+
+/// `dst (m x n, rows dst.row_stride apart) += lhs (m x k, row-major) @ rhs (k x n, row
+/// stride rhs_stride)`, single-threaded.
+///
+/// # Safety
+/// `dst.first` must point at `m` rows of `n` writable f32 values, `dst.row_stride` apart,
+/// that nothing else reads or writes during the call.
+unsafe fn gemm_band(
+    dst: BandOutput,
     lhs: &[f32],
     rhs: &[f32],
     rhs_stride: usize,
     (m, n, k): (usize, usize, usize),
-    threads: usize,
 ) {
-    assert!(m == 0 || n == 0 || (m - 1) * dst_stride + n <= dst.len());
     assert!(lhs.len() >= m * k);
     assert!(k == 0 || n == 0 || (k - 1) * rhs_stride + n <= rhs.len());
-    let parallelism = if threads > 1 {
-        Parallelism::Rayon(threads)
-    } else {
-        Parallelism::None
-    };
-    // SAFETY: the asserts above bound every element gemm touches: dst (i, j) at
-    // i * dst_stride + j, lhs (i, l) at i * k + l, rhs (l, j) at l * rhs_stride + j.
+    // SAFETY: the asserts bound what gemm reads: lhs (i, l) at i * k + l, rhs (l, j) at
+    // l * rhs_stride + j; the caller guarantees dst (i, j) at i * row_stride + j.
     unsafe {
         gemm(
             m,
             n,
             k,
-            dst.as_mut_ptr(),
+            dst.first,
             1,
-            dst_stride as isize,
+            dst.row_stride as isize,
             true,
             lhs.as_ptr(),
             1,
@@ -73,7 +100,7 @@ fn gemm_into(
             false,
             false,
             false,
-            parallelism,
+            Parallelism::None,
         )
     }
 }
@@ -106,18 +133,30 @@ impl BandedConv {
                     .map(move |r0| (b, r0, (r0 + band_rows).min(ho)))
             })
             .collect();
+        // The output pre-filled with the bias; each band's GEMM adds into its own rows of
+        // every channel plane, in place.
+        let mut out = vec![0f32; batch * cout * out_plane];
+        out.par_chunks_mut(out_plane)
+            .enumerate()
+            .for_each(|(i, plane)| plane.fill(bias[i % cout]));
+        let whole = BandOutput {
+            first: out.as_mut_ptr(),
+            row_stride: out_plane,
+        };
+        assert!(tasks.iter().all(|&(b, _, r1)| b < batch && r1 <= ho));
         // One task per band: its patch matrix (in a buffer reused by the thread), then a
-        // single-threaded GEMM into the band's own output, pre-filled with the bias.
-        let bands: Vec<Vec<f32>> = tasks
+        // single-threaded GEMM into the band's part of the output.
+        tasks
             .par_iter()
-            .map_init(Vec::new, |cols: &mut Vec<f32>, &(b, r0, r1)| {
+            .for_each_init(Vec::new, |cols: &mut Vec<f32>, &(b, r0, r1)| {
                 let img = &x[b * image_len..(b + 1) * image_len];
                 let n = (r1 - r0) * wo;
-                let mut y = vec![0f32; cout * n];
-                y.chunks_mut(n).zip(bias).for_each(|(row, &v)| row.fill(v));
+                // SAFETY: in bounds: picture b < batch, row r0 < ho (asserted above).
+                let dst = unsafe { whole.offset(b * cout * out_plane + r0 * wo) };
                 if direct {
-                    gemm_into(&mut y, n, w, &img[r0 * wo..], out_plane, (cout, n, rows), 1);
-                    return y;
+                    // SAFETY: rows r0..r1 of picture b's cout planes: this band's alone.
+                    unsafe { gemm_band(dst, w, &img[r0 * wo..], out_plane, (cout, n, rows)) };
+                    return;
                 }
                 cols.resize(rows * n, 0.0);
                 for (r, dst) in cols.chunks_mut(n).enumerate() {
@@ -126,18 +165,9 @@ impl BandedConv {
                         gather_run(&mut dst[col..col + len], &img[src..], p.stride);
                     });
                 }
-                gemm_into(&mut y, n, w, cols, n, (cout, n, rows), 1);
-                y
-            })
-            .collect();
-        let mut out = vec![0f32; batch * cout * out_plane];
-        for (&(b, r0, r1), y) in tasks.iter().zip(&bands) {
-            let n = (r1 - r0) * wo;
-            for (c, row) in y.chunks(n).enumerate() {
-                let at = (b * cout + c) * out_plane + r0 * wo;
-                out[at..at + n].copy_from_slice(row);
-            }
-        }
+                // SAFETY: as above.
+                unsafe { gemm_band(dst, w, cols, n, (cout, n, rows)) };
+            });
         out
     }
 }
@@ -158,13 +188,22 @@ impl CustomOp3 for BandedConv {
     ) -> Result<(CpuStorage, Shape)> {
         let p = geometry(xl.dims(), wl.dims(), self.stride, self.padding)?;
         let x = contiguous_f32(xs, xl, "conv2d: input")?;
-        let w = contiguous_f32(ws, wl, "conv2d: weight")?;
         let bias = contiguous_f32(bs, bl, "conv2d: bias")?;
         let (batch, cout) = (xl.dims()[0], wl.dims()[0]);
         if bias.len() != cout {
             candle_core::bail!("conv2d: bias has {} values for {cout} channels", bias.len());
         }
-        let out = self.run(&p, batch, x, w, bias);
+        let out = if let CpuStorage::BF16(w) = ws {
+            // bf16 weights (`cpu_bf16.rs`): both operands at bf16 precision, f32 sums.
+            let Some((a, b)) = wl.contiguous_offsets() else {
+                candle_core::bail!("conv2d: weight must be contiguous")
+            };
+            let w = widen(&w[a..b]);
+            self.run(&p, batch, &rounded_to_bf16(x), &w, bias)
+        } else {
+            let w = contiguous_f32(ws, wl, "conv2d: weight")?;
+            self.run(&p, batch, x, w, bias)
+        };
         let shape = Shape::from((batch, cout, p.out_height(), p.out_width()));
         Ok((CpuStorage::F32(out), shape))
     }

@@ -5,7 +5,8 @@
 //! custom op with an analytic backward that works picture by picture (`conv2d_op.rs`).
 //! CPU f32 inference runs the banded convolution (`banded_conv.rs`): per picture and band of
 //! output rows, a patch matrix small enough for the cache and a GEMM, the bands in parallel.
-//! Other devices and dtypes use candle's conv2d.
+//! bf16 weights on the CPU (`--dtype bf16`) take the banded convolution too, with f32
+//! activations (`cpu_bf16.rs`). Other devices and dtypes use candle's conv2d.
 
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
@@ -49,7 +50,7 @@ pub fn conv2d(
     )?;
     Ok(Conv2d {
         weight,
-        bias,
+        bias: super::cpu_bf16::widen_small_parameter(bias)?,
         stride: stride.max(1),
         padding,
     })
@@ -91,6 +92,7 @@ impl Module for Conv2d {
             );
         }
         if x.device().is_cpu() && x.dtype() == candle_core::DType::F32 {
+            // f32 weights, or bf16 ones (`cpu_bf16.rs`): the banded kernel reads both.
             return self.forward_banded(x, BAND_BYTES);
         }
         let y = x.conv2d(&self.weight, self.padding, self.stride, 1, 1)?;
@@ -290,6 +292,55 @@ mod tests {
                     "{b}x{c}x{h}x{w} k{k} s{stride} p{padding} band {band_bytes}: {d}"
                 );
             }
+        }
+    }
+
+    /// bf16 weights on the CPU (`--dtype bf16`): f32 in, f32 out, equal to the f32
+    /// convolution of the input rounded to bf16 with the widened weights (the same exact
+    /// products), over 3x3, strided and 1x1 (direct) convolutions; the bias is widened at
+    /// load.
+    #[test]
+    fn bf16_weights_convolve_the_bf16_rounded_input() {
+        let dev = Device::Cpu;
+        for (b, c, cout, k, stride, padding, h, w) in [
+            (2, 5, 7, 3, 1, 1, 9, 6),
+            (1, 4, 3, 3, 2, 1, 9, 9),
+            (2, 6, 4, 1, 1, 0, 5, 5),
+        ] {
+            let mut map = std::collections::HashMap::new();
+            let weight = Tensor::randn(0f32, 0.3, (cout, c, k, k), &dev).unwrap();
+            map.insert("weight".to_string(), weight.to_dtype(DType::BF16).unwrap());
+            let bias = Tensor::randn(0f32, 0.3, cout, &dev).unwrap();
+            map.insert("bias".to_string(), bias.to_dtype(DType::BF16).unwrap());
+            let vb = VarBuilder::from_tensors(map, DType::BF16, &dev);
+            let conv = conv2d(c, cout, k, stride, padding, vb).unwrap();
+            assert_eq!(conv.weight.dtype(), DType::BF16);
+            assert_eq!(conv.bias.dtype(), DType::F32);
+            let x = Tensor::randn(0f32, 1.0, (b, c, h, w), &dev).unwrap();
+            let ours = conv.forward(&x).unwrap();
+            assert_eq!(ours.dtype(), DType::F32);
+            let rounded = x
+                .to_dtype(DType::BF16)
+                .unwrap()
+                .to_dtype(DType::F32)
+                .unwrap();
+            let wide = conv.weight.to_dtype(DType::F32).unwrap();
+            let theirs = rounded
+                .conv2d(&wide, padding, stride, 1, 1)
+                .unwrap()
+                .broadcast_add(&conv.bias.reshape((1, cout, 1, 1)).unwrap())
+                .unwrap();
+            let max = crate::nn::test_util::max_abs;
+            let d = max(&(&ours - &theirs).unwrap());
+            assert!(d <= 1e-5 * max(&theirs).max(1.0), "k{k} s{stride}: {d}");
+            // The unrounded input gives a measurably different result: the input was
+            // rounded.
+            let unrounded = x
+                .conv2d(&wide, padding, stride, 1, 1)
+                .unwrap()
+                .broadcast_add(&conv.bias.reshape((1, cout, 1, 1)).unwrap())
+                .unwrap();
+            assert!(max(&(&ours - &unrounded).unwrap()) > 10.0 * d.max(1e-7));
         }
     }
 

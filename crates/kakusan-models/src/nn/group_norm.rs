@@ -29,8 +29,9 @@ impl GroupNorm {
                 vb.prefix()
             );
         }
-        let weight = vb.get_with_hints(channels, "weight", candle_nn::Init::Const(1.0))?;
-        let bias = vb.get_with_hints(channels, "bias", candle_nn::Init::Const(0.0))?;
+        let widen = super::cpu_bf16::widen_small_parameter;
+        let weight = widen(vb.get_with_hints(channels, "weight", candle_nn::Init::Const(1.0))?)?;
+        let bias = widen(vb.get_with_hints(channels, "bias", candle_nn::Init::Const(0.0))?)?;
         Ok(Self {
             weight,
             bias,

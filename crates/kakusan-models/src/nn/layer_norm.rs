@@ -16,9 +16,10 @@ pub struct LayerNorm {
 impl LayerNorm {
     /// Loads `weight` and `bias` (both `[dim]`).
     pub fn new(dim: usize, eps: f64, vb: VarBuilder) -> Result<Self> {
+        let widen = super::cpu_bf16::widen_small_parameter;
         Ok(Self {
-            weight: vb.get_with_hints(dim, "weight", candle_nn::Init::Const(1.0))?,
-            bias: vb.get_with_hints(dim, "bias", candle_nn::Init::Const(0.0))?,
+            weight: widen(vb.get_with_hints(dim, "weight", candle_nn::Init::Const(1.0))?)?,
+            bias: widen(vb.get_with_hints(dim, "bias", candle_nn::Init::Const(0.0))?)?,
             eps,
         })
     }

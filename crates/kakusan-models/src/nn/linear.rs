@@ -4,11 +4,13 @@
 //! The input is flattened to one matrix so the weight is never broadcast over a batch axis
 //! (whose gradient would be a strided sum), and the bias goes through
 //! [`add_channel_bias`]. Weights are created with the same initialisation hints as
-//! `candle_nn::linear` when a builder creates variables.
+//! `candle_nn::linear` when a builder creates variables. bf16 weights on the CPU (`--dtype
+//! bf16`) multiply f32 activations through [`Bf16Linear`].
 
-use candle_core::{Module, Result, Tensor};
+use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 
+use super::bf16_linear_op::Bf16Linear;
 use super::channel_bias::add_channel_bias;
 
 /// `weight` `[out, in]` and an optional `bias` `[out]`.
@@ -32,14 +34,14 @@ pub fn linear_b(in_dim: usize, out_dim: usize, bias: bool, vb: VarBuilder) -> Re
     )?;
     let bias = if bias {
         let bound = 1.0 / (in_dim as f64).sqrt();
-        Some(vb.get_with_hints(
+        Some(super::cpu_bf16::widen_small_parameter(vb.get_with_hints(
             out_dim,
             "bias",
             Init::Uniform {
                 lo: -bound,
                 up: bound,
             },
-        )?)
+        )?)?)
     } else {
         None
     };
@@ -59,10 +61,12 @@ impl Module for Linear {
             candle_core::bail!("linear: a scalar input");
         };
         let rows: usize = lead.iter().product();
-        let y = x
-            .contiguous()?
-            .reshape((rows, features))?
-            .matmul(&self.weight.t()?)?;
+        let x2 = x.contiguous()?.reshape((rows, features))?;
+        let y = if super::cpu_bf16::is_cpu_bf16(&self.weight) && x.dtype() == DType::F32 {
+            x2.apply_op2_no_bwd(&self.weight, &Bf16Linear)?
+        } else {
+            x2.matmul(&self.weight.t()?)?
+        };
         let out_dim = self.weight.dim(0)?;
         let mut out_shape = lead.to_vec();
         out_shape.push(out_dim);
@@ -117,6 +121,43 @@ mod tests {
                 assert!(max_abs_diff(a, e) <= 1e-5 * max_abs(e).max(1.0));
             }
         }
+    }
+
+    /// bf16 weights loaded on the CPU: the weight stays bf16, the bias is widened, and a
+    /// 3-D f32 input gives the f32 product of its bf16-rounded values plus the bias.
+    #[test]
+    fn bf16_weights_multiply_f32_activations() {
+        let dev = Device::Cpu;
+        let weight = Tensor::randn(0f32, 0.3, (6, 10), &dev)
+            .unwrap()
+            .to_dtype(DType::BF16)
+            .unwrap();
+        let bias = Tensor::randn(0f32, 0.3, 6, &dev)
+            .unwrap()
+            .to_dtype(DType::BF16)
+            .unwrap();
+        let map = std::collections::HashMap::from([
+            ("weight".to_string(), weight.clone()),
+            ("bias".to_string(), bias),
+        ]);
+        let lin = linear(10, 6, VarBuilder::from_tensors(map, DType::BF16, &dev)).unwrap();
+        assert_eq!(lin.weight.dtype(), DType::BF16);
+        let b = lin.bias.clone().unwrap();
+        assert_eq!(b.dtype(), DType::F32);
+        let x = Tensor::randn(0f32, 1.0, (2, 3, 10), &dev).unwrap();
+        let y = lin.forward(&x).unwrap();
+        assert_eq!((y.dims(), y.dtype()), (&[2, 3, 6][..], DType::F32));
+        let expected = x
+            .to_dtype(DType::BF16)
+            .unwrap()
+            .to_dtype(DType::F32)
+            .unwrap()
+            .broadcast_matmul(&weight.to_dtype(DType::F32).unwrap().t().unwrap())
+            .unwrap()
+            .broadcast_add(&b)
+            .unwrap();
+        // Sums of 10 exact products in another order.
+        assert!(max_abs_diff(&y, &expected) <= 1e-6 * max_abs(&expected).max(1.0));
     }
 
     #[test]

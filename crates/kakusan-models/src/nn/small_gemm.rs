@@ -1,7 +1,7 @@
 //! Single-threaded matrix products on slices for the custom ops' CPU kernels, which run one
 //! rayon task per picture (or per attention head) and call these inside it: a strided
 //! [`View`] of a row-major slice and [`matmul`] through the `gemm` crate (the GEMM candle's
-//! own CPU matmul uses).
+//! own CPU matmul uses); [`matmul_parallel`] for an op whose whole work is one product.
 
 use gemm::{gemm, Parallelism};
 
@@ -43,6 +43,28 @@ pub(crate) fn matmul(
     rhs: View,
     accumulate: bool,
 ) {
+    matmul_on(dst, (m, n, k), lhs, rhs, accumulate, Parallelism::None)
+}
+
+/// [`matmul`] on all of rayon's threads (a product that is the whole of an op's work).
+pub(crate) fn matmul_parallel(dst: &mut [f32], m: usize, n: usize, k: usize, lhs: View, rhs: View) {
+    let threads = rayon::current_num_threads();
+    let parallelism = if threads > 1 {
+        Parallelism::Rayon(threads)
+    } else {
+        Parallelism::None
+    };
+    matmul_on(dst, (m, n, k), lhs, rhs, false, parallelism)
+}
+
+fn matmul_on(
+    dst: &mut [f32],
+    (m, n, k): (usize, usize, usize),
+    lhs: View,
+    rhs: View,
+    accumulate: bool,
+    parallelism: Parallelism,
+) {
     assert!(dst.len() >= m * n, "matmul: destination too small");
     // SAFETY: `dst` holds m x n elements (checked); `lhs` and `rhs` are views the callers
     // build over slices of at least m x k and k x n elements with these strides; gemm reads
@@ -67,7 +89,7 @@ pub(crate) fn matmul(
             false,
             false,
             false,
-            Parallelism::None,
+            parallelism,
         )
     }
 }

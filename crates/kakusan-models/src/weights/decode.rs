@@ -66,6 +66,23 @@ pub fn decode(
         // Same representation: a single copy (candle handles unaligned buffers).
         return Tensor::from_raw_buffer(bytes, target, shape, device);
     }
+    // Direct paths for the common conversions (the same single rounding as through f64,
+    // several times faster): f32 files loaded as bf16 (`--dtype bf16`), f16 files as f32.
+    match (stored, target) {
+        (StoredDtype::F32, DType::BF16) => {
+            let values = bytes
+                .chunks_exact(4)
+                .map(|c| bf16::from_f32(f32::from_le_bytes([c[0], c[1], c[2], c[3]])));
+            return Tensor::from_vec(values.collect::<Vec<_>>(), shape, device);
+        }
+        (StoredDtype::F16, DType::F32) => {
+            let values = bytes
+                .chunks_exact(2)
+                .map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32());
+            return Tensor::from_vec(values.collect::<Vec<_>>(), shape, device);
+        }
+        _ => {}
+    }
     let values = elements_as_f64(bytes, stored);
     match target {
         DType::F32 => Tensor::from_vec(values.map(|v| v as f32).collect::<Vec<_>>(), shape, device),
@@ -162,6 +179,29 @@ mod tests {
             got,
             vec![f16::from_f32(0.1), f16::from_f32(1.0 + 1.0 / 4096.0)]
         );
+    }
+
+    /// The direct f32 -> bf16 path rounds like the general path through f64 (once, to
+    /// nearest even), ties and overflow included.
+    #[test]
+    fn f32_narrows_to_bf16_like_the_f64_path() {
+        let v = [
+            0.1f32,
+            f32::from_bits(0x3f80_8000),
+            f32::from_bits(0x3f81_8000),
+            f32::MAX,
+            -1e-40,
+        ];
+        let t = decode(
+            &bytes_of_f32(&v),
+            StoredDtype::F32,
+            &[5],
+            DType::BF16,
+            &Device::Cpu,
+        )
+        .unwrap();
+        let want: Vec<bf16> = v.iter().map(|&x| bf16::from_f64(f64::from(x))).collect();
+        assert_eq!(t.to_vec1::<bf16>().unwrap(), want);
     }
 
     #[test]

@@ -1,0 +1,99 @@
+//! `y = x W^T` with f32 activations `x` `[rows, in]` and bf16 weights `W` `[out, in]` on
+//! the CPU (`--dtype bf16`): `x` rounded to bf16, both operands' products exact in f32,
+//! f32 sums (`cpu_bf16.rs`). Inference only: no backward.
+
+use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape};
+
+use super::cpu_bf16::{rounded_to_bf16, widen};
+use super::cpu_f32::contiguous_f32;
+use super::small_gemm::{matmul_parallel, View};
+
+pub(crate) struct Bf16Linear;
+
+impl CustomOp2 for Bf16Linear {
+    fn name(&self) -> &'static str {
+        "kakusan-bf16-linear"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        ws: &CpuStorage,
+        wl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (&[rows, features], &[out, w_features]) = (xl.dims(), wl.dims()) else {
+            bail!(
+                "bf16 linear: expects [rows, in] and [out, in], got {:?} and {:?}",
+                xl.dims(),
+                wl.dims()
+            )
+        };
+        if features != w_features {
+            bail!("bf16 linear: input has {features} features, the weight {w_features}");
+        }
+        let x = rounded_to_bf16(contiguous_f32(xs, xl, "bf16 linear: input")?);
+        let CpuStorage::BF16(w) = ws else {
+            bail!("bf16 linear: the weight must be bf16")
+        };
+        let Some((a, b)) = wl.contiguous_offsets() else {
+            bail!("bf16 linear: the weight must be contiguous")
+        };
+        let w = widen(&w[a..b]);
+        let mut y = vec![0f32; rows * out];
+        matmul_parallel(
+            &mut y,
+            rows,
+            out,
+            features,
+            View::row_major(&x, features),
+            View::row_major(&w, features).transposed(),
+        );
+        Ok((CpuStorage::F32(y), Shape::from((rows, out))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device, Tensor};
+
+    /// Against candle's f32 matmul of the operands rounded to bf16: the same exact products,
+    /// summed in another order.
+    #[test]
+    fn equals_the_f32_product_of_the_rounded_operands() {
+        let dev = Device::Cpu;
+        for (rows, features, out) in [(1, 1, 1), (7, 13, 5), (64, 320, 96), (3, 1024, 17)] {
+            let x = Tensor::randn(0f32, 1.0, (rows, features), &dev).unwrap();
+            let w = Tensor::randn(0f32, 0.2, (out, features), &dev)
+                .unwrap()
+                .to_dtype(DType::BF16)
+                .unwrap();
+            let ours = x.apply_op2_no_bwd(&w, &Bf16Linear).unwrap();
+            let expected = x
+                .to_dtype(DType::BF16)
+                .unwrap()
+                .to_dtype(DType::F32)
+                .unwrap()
+                .matmul(&w.to_dtype(DType::F32).unwrap().t().unwrap())
+                .unwrap();
+            let d = crate::nn::test_util::max_abs_diff(&ours, &expected);
+            // f32 sums of `features` exact products in another order: a few ulps of the
+            // sum of magnitudes (about sqrt(features) * 0.2 here).
+            let scale = crate::nn::test_util::max_abs(&expected).max(1.0);
+            assert!(
+                d <= 1e-6 * features as f32 * scale,
+                "{rows}x{features}x{out}: {d}"
+            );
+        }
+    }
+
+    #[test]
+    fn mismatched_shapes_are_an_error() {
+        let dev = Device::Cpu;
+        let x = Tensor::zeros((2, 4), DType::F32, &dev).unwrap();
+        let w = Tensor::zeros((3, 5), DType::BF16, &dev).unwrap();
+        let err = x.apply_op2_no_bwd(&w, &Bf16Linear).unwrap_err();
+        assert!(err.to_string().contains("4 features"), "{err}");
+    }
+}
