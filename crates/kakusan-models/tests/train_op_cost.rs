@@ -291,3 +291,28 @@ fn group_norm_profile_loop() {
     }
     eprintln!("{:.2} ms per call", start.elapsed().as_secs_f64() / 0.3);
 }
+
+/// A loop for `perf record`: the training convolution (3x3, padding 1, weights tracked)
+/// forward + backward at [32, 128, 8, 8], 200 times (`KAKUSAN_PROFILE_SHAPE=64x16` for
+/// [32, 64, 16, 16]).
+#[test]
+#[ignore]
+fn convolution_profile_loop() {
+    let (c, hw) = match std::env::var("KAKUSAN_PROFILE_SHAPE").as_deref() {
+        Ok("64x16") => (64, 16),
+        _ => (128, 8),
+    };
+    let map = VarMap::new();
+    let vb = VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu);
+    let conv = conv2d(c, c, 3, 1, 1, vb).unwrap();
+    let shape = [32, c, hw, hw];
+    let x = Var::from_tensor(&randn(&shape, 1)).unwrap();
+    let r = randn(&shape, 2);
+    let start = Instant::now();
+    for _ in 0..200 {
+        let y = conv.forward(x.as_tensor()).unwrap();
+        let grads = (y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+        assert!(grads.get(x.as_tensor()).is_some());
+    }
+    eprintln!("{:.2} ms per call", start.elapsed().as_secs_f64() / 0.2);
+}

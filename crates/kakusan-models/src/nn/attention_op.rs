@@ -15,7 +15,7 @@ use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::avx2::with_avx2;
-use super::cpu_f32::{contiguous_f32, f32_values as values};
+use super::cpu_f32::{contiguous_f32, f32_view};
 use super::fast_exp::exp_approx;
 use super::small_gemm::{matmul, View};
 
@@ -218,7 +218,9 @@ impl CustomOp3 for AttentionOp {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (n, lq, lk, d, dv) = sizes(q.dims(), k.dims(), v.dims())?;
-        let (qv, kv, vv, go) = (values(q)?, values(k)?, values(v)?, values(grad)?);
+        let views = (f32_view(q)?, f32_view(k)?, f32_view(v)?, f32_view(grad)?);
+        let (qv, kv, vv, go): (&[f32], &[f32], &[f32], &[f32]) =
+            (&views.0, &views.1, &views.2, &views.3);
         let (mut dq, mut dk, mut dvv) = (
             vec![0f32; n * lq * d],
             vec![0f32; n * lk * d],

@@ -108,9 +108,21 @@ mod tests {
 
     /// The training op against candle's conv2d, forward and all three gradients.
     fn check(c: usize, cout: usize, k: usize, stride: usize, padding: usize, hw: (usize, usize)) {
+        check_batch(2, c, cout, k, stride, padding, hw)
+    }
+
+    fn check_batch(
+        batch: usize,
+        c: usize,
+        cout: usize,
+        k: usize,
+        stride: usize,
+        padding: usize,
+        hw: (usize, usize),
+    ) {
         let dev = Device::Cpu;
-        let x =
-            Var::from_tensor(&Tensor::randn(0f32, 1.0, (2, c, hw.0, hw.1), &dev).unwrap()).unwrap();
+        let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (batch, c, hw.0, hw.1), &dev).unwrap())
+            .unwrap();
         let w =
             Var::from_tensor(&Tensor::randn(0f32, 0.3, (cout, c, k, k), &dev).unwrap()).unwrap();
         let bias = Var::from_tensor(&Tensor::randn(0f32, 0.3, cout, &dev).unwrap()).unwrap();
@@ -161,6 +173,12 @@ mod tests {
         // with padding 2 on a picture narrower than the kernel's reach, and 3x3 on 1 row.
         check(2, 3, 5, 1, 2, (6, 3));
         check(3, 2, 3, 1, 1, (1, 4));
+        // Small pictures share one GEMM per group (`conv2d_op::pictures_per_product`):
+        // 8x8 and 4x4 in batches that split into whole and partial groups, strided too.
+        check_batch(13, 5, 6, 3, 1, 1, (8, 8));
+        check_batch(11, 4, 3, 3, 1, 1, (4, 4));
+        check_batch(9, 3, 4, 3, 2, 1, (7, 9));
+        check_batch(7, 4, 4, 1, 1, 0, (3, 3));
     }
 
     /// The training op over a batch that does not split evenly between tasks, with and

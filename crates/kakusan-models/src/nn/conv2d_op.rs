@@ -15,7 +15,7 @@
 use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::cpu_f32::{contiguous_f32, f32_values as values};
+use super::cpu_f32::{contiguous_f32, f32_view};
 use super::im2col::{gather_run, scatter_add_run, Patches};
 use super::small_gemm::{matmul, View};
 
@@ -222,7 +222,8 @@ impl CustomOp3 for Conv2dOp {
             p.out_height() * p.out_width(),
         );
         let image_len = p.channels * p.height * p.width;
-        let (xv, wv, dy) = (values(x)?, values(weight)?, values(grad)?);
+        let (x_view, w_view, dy_view) = (f32_view(x)?, f32_view(weight)?, f32_view(grad)?);
+        let (xv, wv, dy): (&[f32], &[f32], &[f32]) = (&x_view, &w_view, &dy_view);
         // (An input without elements has no gradient to compute.)
         let input_grad = x.track_op() && image_len > 0;
         let mut dx = vec![0f32; if input_grad { xv.len() } else { 0 }];
@@ -251,7 +252,7 @@ impl CustomOp3 for Conv2dOp {
             }
             if let Some(dx) = dx {
                 // dpatches = W^T (rows x cout) @ dY[b] (cout x P), summed back into dx[b].
-                let weights = View::row_major(&wv, rows);
+                let weights = View::row_major(wv, rows);
                 matmul(
                     &mut acc.dcols,
                     rows,

@@ -29,3 +29,71 @@ pub(crate) fn cpu_f32_training(tensors: &[&Tensor]) -> bool {
             .iter()
             .all(|t| t.device().is_cpu() && t.dtype() == DType::F32)
 }
+
+/// A tensor's f32 values in row-major order, borrowed from its storage when it is a
+/// contiguous f32 CPU tensor (no copy: what the backward passes read most), else copied.
+pub(crate) enum F32Values<'a> {
+    /// The storage, read-locked for as long as the values are used, and the range of it.
+    Borrowed(candle_core::StorageRef<'a>, std::ops::Range<usize>),
+    Copied(Vec<f32>),
+}
+
+impl std::ops::Deref for F32Values<'_> {
+    type Target = [f32];
+
+    fn deref(&self) -> &[f32] {
+        match self {
+            F32Values::Borrowed(storage, range) => match &**storage {
+                candle_core::Storage::Cpu(CpuStorage::F32(data)) => &data[range.clone()],
+                // `f32_view` borrows only f32 CPU storage, and the lock keeps it so.
+                _ => unreachable!("F32Values::Borrowed holds f32 CPU storage"),
+            },
+            F32Values::Copied(values) => values,
+        }
+    }
+}
+
+/// The values of `t` as [`F32Values`]: borrowed when possible, else as [`f32_values`].
+pub(crate) fn f32_view(t: &Tensor) -> Result<F32Values<'_>> {
+    let (storage, layout) = t.storage_and_layout();
+    if let (candle_core::Storage::Cpu(CpuStorage::F32(_)), Some((a, b))) =
+        (&*storage, layout.contiguous_offsets())
+    {
+        return Ok(F32Values::Borrowed(storage, a..b));
+    }
+    drop(storage);
+    Ok(F32Values::Copied(f32_values(t)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn views_borrow_contiguous_f32_and_copy_the_rest() {
+        let dev = Device::Cpu;
+        let t = Tensor::arange(0f32, 12.0, &dev)
+            .unwrap()
+            .reshape((3, 4))
+            .unwrap();
+        let whole = f32_view(&t).unwrap();
+        assert!(matches!(whole, F32Values::Borrowed(..)));
+        assert_eq!(
+            &*whole,
+            &t.flatten_all().unwrap().to_vec1::<f32>().unwrap()[..]
+        );
+        // A row of a contiguous tensor: borrowed, at its offset.
+        let row = t.narrow(0, 1, 1).unwrap();
+        let v = f32_view(&row).unwrap();
+        assert!(matches!(v, F32Values::Borrowed(..)));
+        assert_eq!(&*v, &[4.0, 5.0, 6.0, 7.0]);
+        // Transposed (strided) and f64: copies, in row-major order of the view.
+        let tt = t.t().unwrap();
+        let v = f32_view(&tt).unwrap();
+        assert!(matches!(v, F32Values::Copied(_)));
+        assert_eq!(&v[..4], &[0.0, 4.0, 8.0, 1.0]);
+        let wide = t.to_dtype(DType::F64).unwrap();
+        assert!(matches!(f32_view(&wide).unwrap(), F32Values::Copied(_)));
+    }
+}

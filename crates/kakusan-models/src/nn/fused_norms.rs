@@ -6,7 +6,7 @@
 //! CPU tensors; everything else (GPU, half precision) takes the tensor-op path.
 
 use super::avx2::with_avx2;
-use super::cpu_f32::{contiguous_f32, f32_values as values};
+use super::cpu_f32::{contiguous_f32, f32_values as values, f32_view};
 use super::fast_exp::exp_approx;
 use candle_core::{bail, CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -294,7 +294,9 @@ impl CustomOp3 for FusedGroupNorm {
         let positions: usize = dims[2..].iter().product();
         let per_group = channels / self.groups;
         let group_len = per_group * positions;
-        let (xv, mut dy, w) = (values(x)?, values(grad)?, values(weight)?);
+        let (x_view, w_view) = (f32_view(x)?, f32_view(weight)?);
+        let (xv, w): (&[f32], &[f32]) = (&x_view, &w_view);
+        let mut dy = values(grad)?;
         let b = if self.silu { values(bias)? } else { Vec::new() };
         let mut dx = vec![0f32; xv.len()];
         let per_item = (channels * positions).max(1);
@@ -330,14 +332,14 @@ impl CustomOp3 for FusedGroupNorm {
                                     g * per_group,
                                     positions,
                                     stats,
-                                    &w,
+                                    w,
                                     &b,
                                 );
                             }
                             group_backward(
                                 &xv[range.clone()],
                                 &dy[range.clone()],
-                                &w,
+                                w,
                                 g * per_group,
                                 positions,
                                 stats,
@@ -415,7 +417,8 @@ impl CustomOp3 for FusedLayerNorm {
         grad: &Tensor,
     ) -> Result<Grads3> {
         let dim = weight.elem_count();
-        let (xv, dy, w) = (values(x)?, values(grad)?, values(weight)?);
+        let views = (f32_view(x)?, f32_view(grad)?, f32_view(weight)?);
+        let (xv, dy, w): (&[f32], &[f32], &[f32]) = (&views.0, &views.1, &views.2);
         let mut dx = vec![0f32; xv.len()];
         let (mut dw, mut db) = (vec![0f64; dim], vec![0f64; dim]);
         for ((xs, gs), d) in xv
@@ -425,7 +428,7 @@ impl CustomOp3 for FusedLayerNorm {
         {
             // One row is a group of `dim` channels of one position each.
             let stats = moments(xs, self.eps);
-            group_backward(xs, gs, &w, 0, 1, stats, d, &mut dw, &mut db);
+            group_backward(xs, gs, w, 0, 1, stats, d, &mut dw, &mut db);
         }
         grads(x, weight, dx, dw, db)
     }

@@ -13,7 +13,7 @@
 use candle_core::{bail, CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::cpu_f32::{contiguous_f32, f32_values as values};
+use super::cpu_f32::{contiguous_f32, f32_view};
 use super::fast_exp::exp_approx;
 
 /// Rows per parallel task.
@@ -79,7 +79,8 @@ impl CustomOp1 for GegluOp {
 
     fn bwd(&self, h: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
         let inner = self.inner;
-        let (hv, gv) = (values(h)?, values(grad)?);
+        let (h_view, g_view) = (f32_view(h)?, f32_view(grad)?);
+        let (hv, gv): (&[f32], &[f32]) = (&h_view, &g_view);
         let mut dh = vec![0f32; hv.len()];
         dh.par_chunks_mut(2 * inner * ROWS_PER_TASK)
             .zip(hv.par_chunks(2 * inner * ROWS_PER_TASK))
