@@ -19,6 +19,7 @@ use clap::Parser;
 fn main() -> std::process::ExitCode {
     allocator::tune_for_tensors();
     threads::fix_thread_count();
+    threads::single_threaded_elementwise_ops();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("KAKUSAN_LOG")
@@ -27,9 +28,6 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = cli::Cli::parse();
-    if matches!(cli.command, cli::Command::Train(_)) {
-        threads::single_threaded_elementwise_ops();
-    }
     let result = match cli.command {
         cli::Command::Generate(args) => generate::run(args),
         cli::Command::Info(args) => info::run(args),
