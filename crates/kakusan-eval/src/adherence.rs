@@ -2,6 +2,7 @@
 //! the share of generated pictures whose attributes, as the classifier reads them, match
 //! what the prompt asked for. One-object and two-object prompts are tallied apart.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use kakusan_data::{canonical_prompt, Dataset, Glyph, Scene, Split};
@@ -97,6 +98,9 @@ pub struct Adherence {
     /// Two-object pictures where both objects got glyph and colour right.
     pub pairs_fully_right: usize,
     pub pairs: usize,
+    /// One-object pictures by (glyph asked, glyph read): which glyphs the model draws
+    /// right and what it draws instead.
+    pub glyph_readings: BTreeMap<(Glyph, Glyph), usize>,
 }
 
 /// Which attributes of `p` match `wanted` (object `index` of the scene).
@@ -118,6 +122,9 @@ impl Adherence {
     pub fn record_single(&mut self, scene: &Scene, p: &Prediction) -> Vec<Attribute> {
         let m = matches(scene, 0, p);
         self.single.total += 1;
+        if let Some(o) = scene.objects.first() {
+            *self.glyph_readings.entry((o.glyph, p.glyph)).or_default() += 1;
+        }
         let mut missed = Vec::new();
         for (i, ok) in m.iter().enumerate() {
             if *ok {
@@ -213,13 +220,102 @@ impl fmt::Display for Adherence {
                 100.0 * self.pairs_fully_right as f64 / self.pairs as f64
             )?;
         }
+        let by_glyph = self.glyph_lines();
+        if !by_glyph.is_empty() {
+            writeln!(
+                f,
+                "one object, glyph by glyph (right / asked, most common wrong reading):"
+            )?;
+            for line in by_glyph {
+                writeln!(f, "  {line}")?;
+            }
+        }
         Ok(())
+    }
+}
+
+impl Adherence {
+    /// `name right/asked (wrong x n)` per glyph asked, in label order, four to a line.
+    fn glyph_lines(&self) -> Vec<String> {
+        let mut entries = Vec::new();
+        let asked: BTreeSet<Glyph> = self.glyph_readings.keys().map(|&(a, _)| a).collect();
+        for glyph in asked {
+            let readings: Vec<(Glyph, usize)> = self
+                .glyph_readings
+                .iter()
+                .filter(|((a, _), _)| *a == glyph)
+                .map(|(&(_, read), &n)| (read, n))
+                .collect();
+            let total: usize = readings.iter().map(|&(_, n)| n).sum();
+            let right = readings
+                .iter()
+                .find(|&&(read, _)| read == glyph)
+                .map_or(0, |&(_, n)| n);
+            let wrong = readings
+                .iter()
+                .filter(|&&(read, _)| read != glyph)
+                .max_by_key(|&&(read, n)| (n, std::cmp::Reverse(read)))
+                .map_or(String::new(), |&(read, n)| {
+                    format!(" ({} x{n})", read.name())
+                });
+            entries.push(format!("{} {right}/{total}{wrong}", glyph.name()));
+        }
+        let width = entries.iter().map(String::len).max().unwrap_or(0) + 3;
+        entries
+            .chunks(4)
+            .map(|c| {
+                c.iter()
+                    .map(|e| format!("{e:<width$}"))
+                    .collect::<String>()
+                    .trim_end()
+                    .to_string()
+            })
+            .collect()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn glyph_by_glyph_lines_count_right_and_the_commonest_wrong_reading() {
+        let cases = held_out_cases(60, 5).unwrap();
+        let singles: Vec<&EvalCase> = cases
+            .iter()
+            .filter(|c| c.scene.objects.len() == 1)
+            .collect();
+        let mut a = Adherence::default();
+        let nine = Glyph::ALL[16];
+        let mut expected: BTreeMap<Glyph, (usize, usize)> = BTreeMap::new();
+        for (i, case) in singles.iter().enumerate() {
+            let o = &case.scene.objects[0];
+            // Every third picture read as a 9 (a wrong reading unless a 9 was asked).
+            let read = if i % 3 == 0 { nine } else { o.glyph };
+            let p = Prediction {
+                glyph: read,
+                colour: o.colour,
+                background: case.scene.background,
+                position: o.position,
+                size: o.size,
+                confidence: [1.0; 5],
+            };
+            a.record_single(&case.scene, &p);
+            let e = expected.entry(o.glyph).or_default();
+            e.0 += usize::from(read == o.glyph);
+            e.1 += 1;
+        }
+        let text = a.to_string();
+        assert!(text.contains("glyph by glyph"), "{text}");
+        for (glyph, (right, total)) in expected {
+            let entry = format!("{} {right}/{total}", glyph.name());
+            assert!(text.contains(&entry), "{entry} not in\n{text}");
+            if right < total {
+                let wrong = format!("{entry} ({} x{})", nine.name(), total - right);
+                assert!(text.contains(&wrong), "{wrong} not in\n{text}");
+            }
+        }
+    }
 
     #[test]
     fn cases_of_one_glyph_keep_everything_else() {

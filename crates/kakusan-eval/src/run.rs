@@ -37,8 +37,11 @@ impl ClassifierRunConfig {
     /// Reads and checks a run config.
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(io_at(path))?;
-        let config: Self = toml::from_str(&text)
+        let mut config: Self = toml::from_str(&text)
             .map_err(|e| EvalError::Config(format!("{}: {}", path.display(), e.message())))?;
+        if let (Some(vae), Some(folder)) = (&config.task.reconstruct_with, path.parent()) {
+            config.task.reconstruct_with = Some(folder.join(vae));
+        }
         config.model.validate()?;
         config.trainer.validate()?;
         Ok(config)

@@ -6,10 +6,13 @@
 //! of one of its objects (the first for even indices, the second for odd; see
 //! [`crate::view`]), so the heads also learn the pair-scale objects of two-object prompts.
 
+use std::path::PathBuf;
+
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use image::RgbImage;
-use kakusan_data::{Dataset, Split};
+use kakusan_data::{Dataset, Split, SplitMix64};
+use kakusan_models::vae::AutoencoderKL;
 use kakusan_train::{NamedVars, TrainTask};
 use serde::{Deserialize, Serialize};
 
@@ -17,6 +20,10 @@ use crate::attribute::{Attribute, Labels};
 use crate::classifier::{Classifier, ClassifierConfig, Logits};
 use crate::error::Result;
 use crate::view::labelled_views;
+
+/// Mixed into a sample's index to choose the reconstructed pictures (independent of the
+/// data's own use of the index).
+const RECONSTRUCTION_SALT: u64 = 0x5eed_7ec0_0000_0001;
 
 /// Settings of the classifier's objective and data.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -31,6 +38,14 @@ pub struct ClassifierTaskConfig {
     /// Share of objects drawn as a novel glyph ([`kakusan_data::Glyph::NOVEL`]), so the
     /// evaluator can judge what a fine-tuned model learned.
     pub novel_glyph_fraction: f32,
+    /// A VAE folder (`kakusan train vae` export or a diffusers `vae/`; relative paths from
+    /// the config file's folder) through which a share `reconstructed_fraction` of the
+    /// pictures pass (encode, the posterior's mode, decode) before they are read: the
+    /// softened strokes and bled colours of every generated picture, which a classifier
+    /// trained on crisp renders alone misreads (legible digits read wrong).
+    pub reconstruct_with: Option<PathBuf>,
+    /// Share of pictures passed through `reconstruct_with` (chosen by sample index).
+    pub reconstructed_fraction: f32,
 }
 
 impl Default for ClassifierTaskConfig {
@@ -40,6 +55,8 @@ impl Default for ClassifierTaskConfig {
             data_seed: 11,
             pair_fraction: 0.2,
             novel_glyph_fraction: 0.0,
+            reconstruct_with: None,
+            reconstructed_fraction: 0.0,
         }
     }
 }
@@ -54,6 +71,8 @@ pub struct ClassifierTask {
     config: ClassifierTaskConfig,
     data: Dataset,
     device: Device,
+    /// The VAE of `config.reconstruct_with`, loaded.
+    vae: Option<AutoencoderKL>,
 }
 
 impl ClassifierTask {
@@ -75,6 +94,16 @@ impl ClassifierTask {
         )?
         .with_two_object_fraction(config.pair_fraction)?
         .with_novel_glyphs(config.novel_glyph_fraction)?;
+        if !(0.0..=1.0).contains(&config.reconstructed_fraction) {
+            return Err(crate::EvalError::Config(format!(
+                "reconstructed_fraction {} is not between 0 and 1",
+                config.reconstructed_fraction
+            )));
+        }
+        let vae = match &config.reconstruct_with {
+            Some(dir) => Some(kakusan_train::export::load_vae(dir, device)?),
+            None => None,
+        };
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
         let model = Classifier::new(model_config, vb)?;
@@ -86,18 +115,51 @@ impl ClassifierTask {
             config,
             data,
             device: device.clone(),
+            vae,
         })
     }
 
+    /// Whether sample `index` passes through the VAE (a fixed share of indices).
+    fn reconstructed(&self, index: u64) -> bool {
+        self.vae.is_some()
+            && SplitMix64::new(index ^ RECONSTRUCTION_SALT)
+                .chance(self.config.reconstructed_fraction)
+    }
+
     /// The pictures and labels of step `step`.
-    pub fn batch(&self, step: u64) -> Vec<(RgbImage, Labels)> {
+    pub fn batch(&self, step: u64) -> Result<Vec<(RgbImage, Labels)>> {
         let first = step.wrapping_mul(self.config.batch_size as u64);
-        parallel_map(self.config.batch_size, |k| {
-            let index = first.wrapping_add(k as u64);
-            let mut views = labelled_views(&self.data.sample(index));
-            let pick = (index % 2) as usize % views.len().max(1);
-            views.swap_remove(pick)
-        })
+        let index = |k: usize| first.wrapping_add(k as u64);
+        let mut samples = parallel_map(self.config.batch_size, |k| self.data.sample(index(k)));
+        if let Some(vae) = &self.vae {
+            let chosen: Vec<usize> = (0..samples.len())
+                .filter(|&k| self.reconstructed(index(k)))
+                .collect();
+            if !chosen.is_empty() {
+                let images: Vec<RgbImage> =
+                    chosen.iter().map(|&k| samples[k].image.clone()).collect();
+                let x =
+                    kakusan_core::image_io::images_to_tensor(&images)?.to_device(&self.device)?;
+                let vae_err = |e: kakusan_models::vae::VaeError| {
+                    crate::EvalError::Config(format!("reconstructing with the VAE: {e}"))
+                };
+                let z = vae.encode(&x).map_err(vae_err)?.mode().clone();
+                let y = vae.decode(&z).map_err(vae_err)?;
+                let decoded = kakusan_core::image_io::tensor_to_images(&y)?;
+                for (k, image) in chosen.into_iter().zip(decoded) {
+                    samples[k].image = image;
+                }
+            }
+        }
+        Ok(samples
+            .iter()
+            .enumerate()
+            .map(|(k, sample)| {
+                let mut views = labelled_views(sample);
+                let pick = (index(k) % 2) as usize % views.len().max(1);
+                views.swap_remove(pick)
+            })
+            .collect())
     }
 
     /// The summed cross-entropy of `pictures` against `labels`.
@@ -130,12 +192,13 @@ impl TrainTask for ClassifierTask {
     }
 
     fn loss(&mut self, step: u64) -> kakusan_train::Result<candle_core::Tensor> {
-        let batch = self.batch(step);
-        self.loss_of(&batch).map_err(|e| match e {
-            crate::EvalError::Tensor(t) => kakusan_train::TrainError::Tensor(t),
-            crate::EvalError::Train(t) => t,
-            other => kakusan_train::TrainError::Config(other.to_string()),
-        })
+        self.batch(step)
+            .and_then(|b| self.loss_of(&b))
+            .map_err(|e| match e {
+                crate::EvalError::Tensor(t) => kakusan_train::TrainError::Tensor(t),
+                crate::EvalError::Train(t) => t,
+                other => kakusan_train::TrainError::Config(other.to_string()),
+            })
     }
 }
 
@@ -182,10 +245,74 @@ mod tests {
             ..ClassifierTaskConfig::default()
         };
         let task = ClassifierTask::new(&tiny(), config, &Device::Cpu).unwrap();
-        let (a, b) = (task.batch(3), task.batch(3));
+        let (a, b) = (task.batch(3).unwrap(), task.batch(3).unwrap());
         assert_eq!(a.len(), 4);
         assert!(a.iter().zip(&b).all(|(x, y)| x == y));
-        assert!(task.batch(4).iter().zip(&a).any(|(x, y)| x != y));
+        assert!(task.batch(4).unwrap().iter().zip(&a).any(|(x, y)| x != y));
+    }
+
+    /// A share of the pictures passes through the VAE: those change (softened), the rest
+    /// and every label stay as without it; a share outside [0, 1] is refused.
+    #[test]
+    fn reconstructed_pictures_are_the_chosen_share() {
+        // A random tiny VAE folder, as `kakusan train vae` exports one.
+        let tmp = tempfile::tempdir().unwrap();
+        let vae = tmp.path().join("vae");
+        let json = serde_json::json!({
+            "block_out_channels": [8, 16],
+            "down_block_types": ["DownEncoderBlock2D", "DownEncoderBlock2D"],
+            "up_block_types": ["UpDecoderBlock2D", "UpDecoderBlock2D"],
+            "norm_num_groups": 4
+        });
+        let config: kakusan_models::vae::VaeConfig = serde_json::from_value(json.clone()).unwrap();
+        let map = VarMap::new();
+        AutoencoderKL::new(
+            VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu),
+            &config,
+        )
+        .unwrap();
+        let weights: std::collections::HashMap<String, Tensor> = map
+            .data()
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
+            .collect();
+        kakusan_train::export::write_component(
+            &vae,
+            &json,
+            &weights,
+            kakusan_train::export::WEIGHTS_FILE,
+        )
+        .unwrap();
+        let plain = ClassifierTaskConfig {
+            batch_size: 16,
+            ..ClassifierTaskConfig::default()
+        };
+        let with_vae = ClassifierTaskConfig {
+            reconstruct_with: Some(vae),
+            reconstructed_fraction: 0.5,
+            ..plain.clone()
+        };
+        let a = ClassifierTask::new(&tiny(), plain, &Device::Cpu)
+            .unwrap()
+            .batch(2)
+            .unwrap();
+        let task = ClassifierTask::new(&tiny(), with_vae.clone(), &Device::Cpu).unwrap();
+        let b = task.batch(2).unwrap();
+        let mut changed = 0;
+        for (k, ((pa, la), (pb, lb))) in a.iter().zip(&b).enumerate() {
+            assert_eq!(la, lb);
+            let expected = task.reconstructed(32 + k as u64);
+            assert_eq!(pa != pb, expected, "picture {k}");
+            changed += usize::from(expected);
+        }
+        assert!((3..=13).contains(&changed), "{changed} of 16 reconstructed");
+        let bad = ClassifierTaskConfig {
+            reconstructed_fraction: 1.5,
+            ..with_vae
+        };
+        assert!(ClassifierTask::new(&tiny(), bad, &Device::Cpu).is_err());
     }
 
     #[test]
@@ -197,7 +324,7 @@ mod tests {
         };
         let mut task = ClassifierTask::new(&tiny(), config, &Device::Cpu).unwrap();
         // A fixed batch, seen before and after training on its own steps (fitting them).
-        let probe: Vec<_> = (0..4).flat_map(|s| task.batch(s)).collect();
+        let probe: Vec<_> = (0..4).flat_map(|s| task.batch(s).unwrap()).collect();
         let before: f32 = task.loss_of(&probe).unwrap().to_scalar().unwrap();
         let trainer_config = TrainerConfig {
             total_steps: 40,
