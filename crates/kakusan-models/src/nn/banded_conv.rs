@@ -19,7 +19,7 @@ use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
 use super::conv2d_op::geometry;
-use super::cpu_bf16::{rounded_to_bf16, widen};
+use super::cpu_bf16::{rounded_to_bf16, widened_weights};
 use super::cpu_f32::contiguous_f32;
 use super::im2col::{gather_run, Patches};
 
@@ -193,12 +193,9 @@ impl CustomOp3 for BandedConv {
         if bias.len() != cout {
             candle_core::bail!("conv2d: bias has {} values for {cout} channels", bias.len());
         }
-        let out = if let CpuStorage::BF16(w) = ws {
+        let out = if let CpuStorage::BF16(_) = ws {
             // bf16 weights (`cpu_bf16.rs`): both operands at bf16 precision, f32 sums.
-            let Some((a, b)) = wl.contiguous_offsets() else {
-                candle_core::bail!("conv2d: weight must be contiguous")
-            };
-            let w = widen(&w[a..b]);
+            let w = widened_weights(ws, wl, "conv2d: weight")?;
             self.run(&p, batch, &rounded_to_bf16(x), &w, bias)
         } else {
             let w = contiguous_f32(ws, wl, "conv2d: weight")?;

@@ -4,7 +4,7 @@
 
 use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape};
 
-use super::cpu_bf16::{rounded_to_bf16, widen};
+use super::cpu_bf16::{rounded_to_bf16, widened_weights};
 use super::cpu_f32::contiguous_f32;
 use super::small_gemm::{matmul_parallel, View};
 
@@ -33,13 +33,7 @@ impl CustomOp2 for Bf16Linear {
             bail!("bf16 linear: input has {features} features, the weight {w_features}");
         }
         let x = rounded_to_bf16(contiguous_f32(xs, xl, "bf16 linear: input")?);
-        let CpuStorage::BF16(w) = ws else {
-            bail!("bf16 linear: the weight must be bf16")
-        };
-        let Some((a, b)) = wl.contiguous_offsets() else {
-            bail!("bf16 linear: the weight must be contiguous")
-        };
-        let w = widen(&w[a..b]);
+        let w = widened_weights(ws, wl, "bf16 linear: the weight")?;
         let mut y = vec![0f32; rows * out];
         matmul_parallel(
             &mut y,

@@ -63,6 +63,22 @@ pub(crate) fn rounded_to_bf16(values: &[f32]) -> Vec<f32> {
     out
 }
 
+/// The bf16 weights `l` covers in `s`, widened to f32 (for one product); `what` names the
+/// operand in the error when they are not bf16 or not contiguous.
+pub(crate) fn widened_weights(
+    s: &candle_core::CpuStorage,
+    l: &candle_core::Layout,
+    what: &str,
+) -> Result<Vec<f32>> {
+    let candle_core::CpuStorage::BF16(w) = s else {
+        candle_core::bail!("{what} must be bf16")
+    };
+    let Some((a, b)) = l.contiguous_offsets() else {
+        candle_core::bail!("{what} must be contiguous")
+    };
+    Ok(widen(&w[a..b]))
+}
+
 /// bf16 values widened to f32 (exact: a bf16 is the top half of an f32), in parallel.
 pub(crate) fn widen(values: &[bf16]) -> Vec<f32> {
     let mut out = vec![0f32; values.len()];
