@@ -173,8 +173,8 @@ mod tests {
         // with padding 2 on a picture narrower than the kernel's reach, and 3x3 on 1 row.
         check(2, 3, 5, 1, 2, (6, 3));
         check(3, 2, 3, 1, 1, (1, 4));
-        // Small pictures share one GEMM per group (`conv2d_op::pictures_per_product`):
-        // 8x8 and 4x4 in batches that split into whole and partial groups, strided too.
+        // Larger odd batches, which split unevenly between rayon's tasks, at the UNet's
+        // small levels (8x8, 4x4), strided, and 1x1.
         check_batch(13, 5, 6, 3, 1, 1, (8, 8));
         check_batch(11, 4, 3, 3, 1, 1, (4, 4));
         check_batch(9, 3, 4, 3, 2, 1, (7, 9));
