@@ -1,0 +1,121 @@
+//! The built-in model (`models/kakusan-mini`) end to end: `generate` needs no `--model`, and
+//! `kakusan eval` on its first 20 held-out prompts reads the attributes it has learned.
+//!
+//! The adherence floors guard against a broken model, pipeline or evaluator, not the issue's
+//! targets (glyphs are not there yet; see models/kakusan-mini/README.md). Measured on these
+//! 20 prompts (14 one-object pictures, fixed seeds, release build): colour
+//! 85.7 %, background 100 %, position 100 %, size 100 %. Each floor sits two pictures (2 x
+//! 7.1 %) below that, so a few float-order differences between machines cannot fail it, while
+//! a model drawing noise (colour ~ 1 in 8 by chance) or a pipeline that ignores the prompt
+//! fails it.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn built_in_model_present() -> bool {
+    repo()
+        .join("models/kakusan-mini/model_index.json")
+        .is_file()
+}
+
+/// The one-object percentage of `attribute` in `kakusan eval`'s table.
+fn one_object_share(report: &str, attribute: &str) -> f64 {
+    let line = report
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(attribute))
+        .unwrap_or_else(|| panic!("no {attribute} line in:\n{report}"));
+    line.split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no percentage in {line:?}"))
+}
+
+#[test]
+fn generate_without_model_draws_with_the_built_in_model() {
+    assert!(
+        built_in_model_present(),
+        "models/kakusan-mini is missing: the README's first command needs it"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_kakusan"))
+        .args([
+            "generate",
+            "a red circle on a blue background",
+            "--seed",
+            "3",
+        ])
+        .arg("--output-dir")
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let pictures: Vec<_> = walk_pngs(tmp.path());
+    assert_eq!(pictures.len(), 1, "{pictures:?}");
+    let img = image::open(&pictures[0]).unwrap().to_rgb8();
+    assert_eq!(
+        img.dimensions(),
+        (64, 64),
+        "the built-in model's native size"
+    );
+    // The background was asked blue: the border pixels must be mostly blue.
+    let border: Vec<_> = img
+        .enumerate_pixels()
+        .filter(|(x, y, _)| *x < 4 || *y < 4 || *x >= 60 || *y >= 60)
+        .map(|(_, _, p)| p.0)
+        .collect();
+    let blue = border
+        .iter()
+        .filter(|p| p[2] as i32 > p[0] as i32 + 40 && p[2] as i32 > p[1] as i32 + 40)
+        .count();
+    assert!(
+        blue * 10 >= border.len() * 8,
+        "only {blue} of {} border pixels blue",
+        border.len()
+    );
+}
+
+fn walk_pngs(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(walk_pngs(&path));
+        } else if path.extension().is_some_and(|e| e == "png") {
+            found.push(path);
+        }
+    }
+    found
+}
+
+#[test]
+fn the_built_in_model_follows_colour_background_position_and_size() {
+    assert!(built_in_model_present(), "models/kakusan-mini is missing");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_kakusan"))
+        .args(["eval", "--count", "20", "--grid"])
+        .arg(tmp.path().join("grid.png"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("kakusan-mini"), "{stdout}");
+    for (attribute, floor) in [
+        ("colour", 71.0),
+        ("background", 85.0),
+        ("position", 85.0),
+        ("size", 85.0),
+    ] {
+        let share = one_object_share(&stdout, attribute);
+        assert!(
+            share >= floor,
+            "{attribute} {share} % < {floor} %:\n{stdout}"
+        );
+    }
+    assert!(tmp.path().join("grid.png").is_file());
+}
