@@ -56,8 +56,8 @@ pub struct DiffusionTaskConfig {
     /// the loss: those are where the prompt places the object, why v was chosen.
     pub min_snr_gamma: f64,
     /// Object-weighted loss (0: off): the squared error of a latent pixel that an object
-    /// touches (any covered image pixel in its cell, or in a neighbouring cell: the glyph's
-    /// strokes and the background right around them) counts `1 + object_loss_weight` times,
+    /// touches (an object pixel in its cell, or in a neighbouring cell: the glyph's strokes
+    /// and the background right around them) counts `1 + object_loss_weight` times,
     /// the rest once; the weighted mean is divided by the mean weight, so the loss keeps its
     /// scale. A glyph covers a few percent of the picture, and in the plain mean its strokes
     /// (what tells a 6 from an 8) weigh as little as that; the VAE's training does the same
@@ -84,7 +84,7 @@ impl Default for DiffusionTaskConfig {
 /// The latent weights `[B, 1, h, w]` (row-major) of [`DiffusionTaskConfig::object_loss_weight`]
 /// for `pictures` whose latents are `latent` = (h, w): 1 plus `weight` on every latent pixel
 /// whose cell, or a neighbouring cell, holds an object pixel (one that differs from the
-/// picture's background colour: [`super::vae_task::object_weights`]), 1 elsewhere.
+/// picture's background colour: [`super::vae_task::object_pixels`]), 1 elsewhere.
 pub fn latent_object_weights(
     pictures: &[image::RgbImage],
     latent: (usize, usize),
@@ -94,11 +94,13 @@ pub fn latent_object_weights(
     let mut out = Vec::with_capacity(pictures.len() * h * w);
     for picture in pictures {
         let (width, height) = (picture.width() as usize, picture.height() as usize);
-        let object = super::vae_task::object_weights(std::slice::from_ref(picture), 2.0);
         // Which latent cells hold object pixels.
         let mut touched = vec![false; h * w];
-        for (i, &o) in object.iter().enumerate() {
-            if o > 1.0 {
+        for (i, object) in super::vae_task::object_pixels(picture)
+            .into_iter()
+            .enumerate()
+        {
+            if object {
                 let (row, column) = ((i / width) * h / height, (i % width) * w / width);
                 touched[row.min(h - 1) * w + column.min(w - 1)] = true;
             }

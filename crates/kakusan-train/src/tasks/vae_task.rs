@@ -133,28 +133,27 @@ pub fn is_decoder_var(name: &str) -> bool {
     name.starts_with("decoder.") || name.starts_with("post_quant_conv.")
 }
 
-/// Per-pixel weights `[B, 1, H, W]`: `object_weight` where a pixel differs from its
-/// picture's background (the per-channel median) by more than 24 levels in some channel,
-/// 1 elsewhere.
+/// Per-pixel weights `[B, 1, H, W]`: `object_weight` on [`object_pixels`], 1 elsewhere.
 pub fn object_weights(images: &[image::RgbImage], object_weight: f64) -> Vec<f32> {
-    let mut out = Vec::new();
-    for img in images {
-        let mut bg = [0u8; 3];
-        for (c, b) in bg.iter_mut().enumerate() {
-            let mut v: Vec<u8> = img.pixels().map(|p| p.0[c]).collect();
-            let mid = v.len() / 2;
-            *b = *v.select_nth_unstable(mid).1;
-        }
-        out.extend(img.pixels().map(|p| {
-            let far = (0..3).any(|c| p.0[c].abs_diff(bg[c]) > 24);
-            if far {
-                object_weight as f32
-            } else {
-                1.0
-            }
-        }));
+    images
+        .iter()
+        .flat_map(object_pixels)
+        .map(|object| if object { object_weight as f32 } else { 1.0 })
+        .collect()
+}
+
+/// Which pixels of `img` (row-major) belong to an object: those that differ from the
+/// picture's background (the per-channel median) by more than 24 levels in some channel.
+pub fn object_pixels(img: &image::RgbImage) -> Vec<bool> {
+    let mut bg = [0u8; 3];
+    for (c, b) in bg.iter_mut().enumerate() {
+        let mut v: Vec<u8> = img.pixels().map(|p| p.0[c]).collect();
+        let mid = v.len() / 2;
+        *b = *v.select_nth_unstable(mid).1;
     }
-    out
+    img.pixels()
+        .map(|p| (0..3).any(|c| p.0[c].abs_diff(bg[c]) > 24))
+        .collect()
 }
 
 impl TrainTask for VaeTask {
