@@ -132,33 +132,21 @@ fn print_stop(step: u64, total: u64) {
 fn train_unet(args: &TrainArgs) -> anyhow::Result<()> {
     let config = DiffusionRunConfig::load(&args.config)?;
     let device = Device::Cpu;
-    let m = &config.model;
-    // The schedule: the run config's, else (fine-tuning) the --from model's own.
-    let scheduler_path = match (&m.scheduler_config, &args.init) {
-        (Some(path), _) => path.clone(),
-        (None, Some(model)) => model.join("scheduler/scheduler_config.json"),
-        (None, None) => anyhow::bail!(
-            "{}: [model] scheduler_config is needed unless --from gives a model folder",
-            args.config.display()
-        ),
-    };
+    // The files: the config's, else (fine-tuning) the --from model's own.
+    let paths = config
+        .model
+        .paths(args.init.as_deref())
+        .with_context(|| format!("{}", args.config.display()))?;
     let (text_json, unet_json, scheduler_json) = (
-        read_json(&m.text_encoder_config)?,
-        read_json(&m.unet_config)?,
-        read_json(&scheduler_path)?,
+        read_json(&paths.text_encoder_config)?,
+        read_json(&paths.unet_config)?,
+        read_json(&paths.scheduler_config)?,
     );
     let text_config: ClipTextConfig = serde_json::from_value(text_json.clone())?;
     let unet_config: UNetConfig = serde_json::from_value(unet_json.clone())?;
     let scheduler: kakusan_sampling::SchedulerConfig =
         serde_json::from_value(scheduler_json.clone())?;
-    // Fine-tuning a model folder (`--from`) keeps that model's own VAE and tokenizer.
-    let own = |name: &str, configured: &Path| -> std::path::PathBuf {
-        match &args.init {
-            Some(model) if model.join(name).is_dir() => model.join(name),
-            _ => configured.to_path_buf(),
-        }
-    };
-    let (vae_dir, tokenizer_dir) = (own("vae", &m.vae), own("tokenizer", &m.tokenizer));
+    let (vae_dir, tokenizer_dir) = (paths.vae, paths.tokenizer);
     let vae = kakusan_train::export::load_vae(&vae_dir, &device)
         .context("loading the trained VAE; run `kakusan train vae` first")?;
     let tokenizer = Tokenizer::from_folder(&tokenizer_dir)?;

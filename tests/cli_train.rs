@@ -228,12 +228,23 @@ fn train_both_stages_then_generate_with_the_export() {
     picture([30, 200, 30])
         .save(data.join("2_hexagon/h.png"))
         .unwrap();
-    // A fine-tuning config without a schedule takes the --from model's own.
+    // A fine-tuning config that names no model file takes the --from model's own
+    // architecture, schedule, VAE and tokenizer.
     let ft_toml = tmp.path().join("ft.toml");
     let text = std::fs::read_to_string(&unet_toml).unwrap();
     let without: Vec<&str> = text
         .lines()
-        .filter(|l| !l.starts_with("scheduler_config"))
+        .filter(|l| {
+            ![
+                "scheduler_config",
+                "unet_config",
+                "text_encoder_config",
+                "vae",
+                "tokenizer",
+            ]
+            .iter()
+            .any(|field| l.starts_with(&format!("{field} =")))
+        })
         .collect();
     std::fs::write(&ft_toml, without.join("\n")).unwrap();
     let ft_out = tmp.path().join("ft-run");
@@ -258,6 +269,8 @@ fn train_both_stages_then_generate_with_the_export() {
     assert_ne!(before, after, "fine-tuning changed nothing");
     let schedule = |dir: &Path| std::fs::read(dir.join("scheduler/scheduler_config.json")).unwrap();
     assert_eq!(schedule(&ft_out.join("model")), schedule(&model));
+    let unet_config = |dir: &Path| std::fs::read(dir.join("unet/config.json")).unwrap();
+    assert_eq!(unet_config(&ft_out.join("model")), unet_config(&model));
     // Without --from there is no model to take it from: a clear error.
     let bad = kakusan(&[
         "train",
@@ -268,7 +281,11 @@ fn train_both_stages_then_generate_with_the_export() {
         &s(&tmp.path().join("no-schedule")),
     ]);
     assert_eq!(bad.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("scheduler_config is needed"));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("unet_config, scheduler_config, vae, tokenizer are needed unless --from"),
+        "{err}"
+    );
     // An empty data folder is a clear error, not a panic.
     let empty = tmp.path().join("empty");
     std::fs::create_dir_all(&empty).unwrap();

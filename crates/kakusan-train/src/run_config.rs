@@ -30,21 +30,27 @@ pub struct VaeModelFiles {
     pub vae_config: PathBuf,
 }
 
-/// Model files of a text encoder + UNet run.
+/// Model files of a text encoder + UNet run. Fine-tuning a model folder (`--from`) may
+/// leave any of them out: the folder's own file is then used (see [`Self::paths`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DiffusionModelFiles {
-    pub text_encoder_config: PathBuf,
-    pub unet_config: PathBuf,
-    /// The noise schedule and prediction type. Optional when fine-tuning a model folder
-    /// (`--from`): left out, the model's own `scheduler/scheduler_config.json` is used, so a
+    /// diffusers `config.json` of the CLIP text encoder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text_encoder_config: Option<PathBuf>,
+    /// diffusers `config.json` of the UNet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unet_config: Option<PathBuf>,
+    /// The noise schedule and prediction type; the `--from` model's own when left out, so a
     /// v-prediction model is not fine-tuned on the noise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scheduler_config: Option<PathBuf>,
     /// The trained VAE: a folder with `config.json` and `diffusion_pytorch_model.safetensors`
     /// (what `kakusan train vae` exports to `OUT/vae`).
-    pub vae: PathBuf,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vae: Option<PathBuf>,
     /// The tokenizer folder (the real CLIP vocabulary).
-    pub tokenizer: PathBuf,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokenizer: Option<PathBuf>,
     /// Growing a trained model (`--init`) into a larger architecture: name prefixes of the
     /// variables that the initial weights may lack or have in another shape (new layers,
     /// e.g. `"unet.down_blocks.0.attentions."`; `"unet."` for a new, wider UNet under a
@@ -53,6 +59,67 @@ pub struct DiffusionModelFiles {
     /// layers first computes what the initial one did.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub new_layers: Vec<String>,
+}
+
+/// The files a text encoder + UNet run reads, every one settled.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DiffusionModelPaths {
+    pub text_encoder_config: PathBuf,
+    pub unet_config: PathBuf,
+    pub scheduler_config: PathBuf,
+    pub vae: PathBuf,
+    pub tokenizer: PathBuf,
+}
+
+impl DiffusionModelFiles {
+    /// Settles each file given the model folder a run starts from (`--from`, if any). The
+    /// architecture and the schedule are the config's when it names them (growing a model
+    /// into a larger one needs the new architecture), else the folder's
+    /// (`text_encoder/config.json`, `unet/config.json`, `scheduler/scheduler_config.json`):
+    /// a fine-tune keeps the model it was given. The VAE and tokenizer are the folder's when
+    /// it has them (the latents and token ids the model was trained on), else the config's.
+    pub fn paths(&self, from: Option<&Path>) -> Result<DiffusionModelPaths> {
+        let mut missing = Vec::new();
+        let mut pick = |field: &str, configured: &Option<PathBuf>, own: &str, own_first: bool| {
+            let own = from.map(|m| m.join(own)).filter(|p| p.exists());
+            let chosen = if own_first {
+                own.or_else(|| configured.clone())
+            } else {
+                configured.clone().or(own)
+            };
+            chosen.unwrap_or_else(|| {
+                missing.push(field.to_string());
+                PathBuf::new()
+            })
+        };
+        let paths = DiffusionModelPaths {
+            text_encoder_config: pick(
+                "text_encoder_config",
+                &self.text_encoder_config,
+                "text_encoder/config.json",
+                false,
+            ),
+            unet_config: pick("unet_config", &self.unet_config, "unet/config.json", false),
+            scheduler_config: pick(
+                "scheduler_config",
+                &self.scheduler_config,
+                "scheduler/scheduler_config.json",
+                false,
+            ),
+            vae: pick("vae", &self.vae, "vae", true),
+            tokenizer: pick("tokenizer", &self.tokenizer, "tokenizer", true),
+        };
+        if missing.is_empty() {
+            Ok(paths)
+        } else {
+            Err(TrainError::Config(format!(
+                "[model] {} {} needed unless --from gives a model folder that has {}",
+                missing.join(", "),
+                if missing.len() == 1 { "is" } else { "are" },
+                if missing.len() == 1 { "it" } else { "them" },
+            )))
+        }
+    }
 }
 
 /// `kakusan train vae` settings.
@@ -107,15 +174,17 @@ impl DiffusionRunConfig {
     pub fn load(path: &Path) -> Result<Self> {
         let mut c: Self = read_toml(path)?;
         let base = path.parent().unwrap_or(Path::new("."));
+        let m = &mut c.model;
         for p in [
-            &mut c.model.text_encoder_config,
-            &mut c.model.unet_config,
-            &mut c.model.vae,
-            &mut c.model.tokenizer,
-        ] {
-            resolve(base, p);
-        }
-        if let Some(p) = &mut c.model.scheduler_config {
+            &mut m.text_encoder_config,
+            &mut m.unet_config,
+            &mut m.scheduler_config,
+            &mut m.vae,
+            &mut m.tokenizer,
+        ]
+        .into_iter()
+        .flatten()
+        {
             resolve(base, p);
         }
         c.trainer.validate()?;
@@ -134,21 +203,81 @@ mod tests {
         assert!(vae.model.vae_config.is_file());
         let decoder = VaeRunConfig::load(&dir.join("vae-decoder.toml")).unwrap();
         assert!(decoder.task.decoder_only);
-        // Every UNet stage's TOML (unet*.toml) and the fine-tune's.
-        let mut files: Vec<String> = std::fs::read_dir(&dir)
+        // Every UNet stage's TOML (unet*.toml).
+        let files: Vec<String> = std::fs::read_dir(&dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .filter(|f| f.starts_with("unet") && f.ends_with(".toml"))
             .collect();
         assert!(files.len() >= 6, "{files:?}");
-        files.push("finetune.toml".into());
         for file in &files {
             let unet = DiffusionRunConfig::load(&dir.join(file)).unwrap();
-            assert!(unet.model.unet_config.is_file(), "{file}");
-            assert!(unet.model.tokenizer.join("vocab.json").is_file(), "{file}");
+            let paths = unet.model.paths(None).unwrap();
+            assert!(paths.unet_config.is_file(), "{file}");
+            assert!(paths.text_encoder_config.is_file(), "{file}");
+            assert!(paths.scheduler_config.is_file(), "{file}");
+            assert!(paths.tokenizer.join("vocab.json").is_file(), "{file}");
             // The frozen VAE the UNet stage learns on is committed.
-            assert!(unet.model.vae.join("config.json").is_file(), "{file}");
+            assert!(paths.vae.join("config.json").is_file(), "{file}");
         }
+        // The fine-tune names no model file: everything comes from the --from model, so
+        // the shipped model is fine-tuned as the architecture it is.
+        let finetune = DiffusionRunConfig::load(&dir.join("finetune.toml")).unwrap();
+        let shipped = dir.join("../../models/kakusan-mini");
+        let paths = finetune.model.paths(Some(&shipped)).unwrap();
+        assert_eq!(paths.unet_config, shipped.join("unet/config.json"));
+        assert_eq!(paths.vae, shipped.join("vae"));
+        assert!(finetune.model.paths(None).is_err());
+    }
+
+    /// The config's architecture and schedule win over the --from folder's (growing a model);
+    /// the folder's VAE and tokenizer win over the config's; what neither has is an error
+    /// naming every missing field.
+    #[test]
+    fn model_paths_come_from_the_config_or_the_from_folder() {
+        let tmp = tempfile::tempdir().unwrap();
+        let model = tmp.path().join("model");
+        for part in ["text_encoder", "unet", "scheduler", "vae", "tokenizer"] {
+            std::fs::create_dir_all(model.join(part)).unwrap();
+        }
+        for file in [
+            "text_encoder/config.json",
+            "unet/config.json",
+            "scheduler/scheduler_config.json",
+        ] {
+            std::fs::write(model.join(file), "{}").unwrap();
+        }
+        let own = DiffusionModelFiles {
+            text_encoder_config: None,
+            unet_config: Some("grown.json".into()),
+            scheduler_config: None,
+            vae: Some("my-vae".into()),
+            tokenizer: None,
+            new_layers: vec![],
+        };
+        let p = own.paths(Some(&model)).unwrap();
+        assert_eq!(p.unet_config, PathBuf::from("grown.json"));
+        assert_eq!(
+            p.text_encoder_config,
+            model.join("text_encoder/config.json")
+        );
+        assert_eq!(
+            p.scheduler_config,
+            model.join("scheduler/scheduler_config.json")
+        );
+        assert_eq!(p.vae, model.join("vae"));
+        assert_eq!(p.tokenizer, model.join("tokenizer"));
+        // A folder without a VAE: the config's.
+        std::fs::remove_dir_all(model.join("vae")).unwrap();
+        assert_eq!(
+            own.paths(Some(&model)).unwrap().vae,
+            PathBuf::from("my-vae")
+        );
+        let err = own.paths(None).unwrap_err().to_string();
+        assert!(
+            err.contains("text_encoder_config, scheduler_config, tokenizer are needed"),
+            "{err}"
+        );
     }
 
     #[test]
