@@ -264,6 +264,16 @@ pub struct TrainArgs {
     /// `N_concept` subfolders repeated N times) instead of the procedural data.
     #[arg(long)]
     pub data: Option<PathBuf>,
+    /// `unet --data` only: share of each batch (0 to below 1) drawn from prior pictures, like
+    /// the ones the model already knows, so that fine-tuning does not make it forget them
+    /// (DreamBooth's prior preservation): the procedural data of the config's `[data]`, or
+    /// the pictures of --prior-data.
+    #[arg(long, requires = "data", default_value_t = 0.0)]
+    pub prior_fraction: f64,
+    /// `unet --data` only: a folder of regularisation pictures with `.txt` captions (kohya's
+    /// `reg_data_dir`) as the prior pictures instead of the procedural data.
+    #[arg(long, requires = "data")]
+    pub prior_data: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

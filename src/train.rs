@@ -129,6 +129,51 @@ fn print_stop(step: u64, total: u64) {
     }
 }
 
+/// The `--data` pictures with `--prior-fraction` of prior pictures mixed in: the
+/// `--prior-data` folder's, else the procedural data of the config.
+fn with_prior(
+    subject: Box<dyn kakusan_train::tasks::CaptionedImages>,
+    args: &TrainArgs,
+    data: &kakusan_train::tasks::ProceduralDataConfig,
+) -> anyhow::Result<Box<dyn kakusan_train::tasks::CaptionedImages>> {
+    if args.prior_fraction == 0.0 {
+        if args.prior_data.is_some() {
+            anyhow::bail!("--prior-data needs --prior-fraction: the share of each batch drawn from it (e.g. 0.5)");
+        }
+        return Ok(subject);
+    }
+    let prior: Box<dyn kakusan_train::tasks::CaptionedImages> = match &args.prior_data {
+        Some(dir) => {
+            let folder = kakusan_train::tasks::FolderImages::open(
+                dir,
+                data.image_size,
+                data.seed.wrapping_add(1),
+            )
+            .context("--prior-data")?;
+            eprintln!(
+                "prior: {} pictures from {}, {:.0} % of each batch",
+                folder.len(),
+                dir.display(),
+                args.prior_fraction * 100.0
+            );
+            Box::new(folder)
+        }
+        None => {
+            eprintln!(
+                "prior: the procedural data (seed {}), {:.0} % of each batch",
+                data.seed,
+                args.prior_fraction * 100.0
+            );
+            Box::new(ProceduralImages::new(data)?)
+        }
+    };
+    Ok(Box::new(kakusan_train::tasks::PriorMixedImages::new(
+        subject,
+        prior,
+        args.prior_fraction,
+    )?))
+}
+
 fn train_unet(args: &TrainArgs) -> anyhow::Result<()> {
     let config = DiffusionRunConfig::load(&args.config)?;
     let device = Device::Cpu;
@@ -157,14 +202,15 @@ fn train_unet(args: &TrainArgs) -> anyhow::Result<()> {
                 dir,
                 config.data.image_size,
                 config.data.seed,
-            )?;
+            )
+            .context("--data")?;
             eprintln!(
                 "data: {} pictures, {} per epoch with repeats, from {}",
                 folder.len(),
                 folder.epoch_len(),
                 dir.display()
             );
-            Box::new(folder)
+            with_prior(Box::new(folder), args, &config.data)?
         }
         None => Box::new(ProceduralImages::new(&config.data)?),
     };

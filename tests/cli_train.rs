@@ -271,6 +271,54 @@ fn train_both_stages_then_generate_with_the_export() {
     assert_eq!(schedule(&ft_out.join("model")), schedule(&model));
     let unet_config = |dir: &Path| std::fs::read(dir.join("unet/config.json")).unwrap();
     assert_eq!(unet_config(&ft_out.join("model")), unet_config(&model));
+    // Prior preservation: half of each batch from the procedural data; a bad share or an
+    // empty prior folder is a clear error.
+    let prior_out = tmp.path().join("ft-prior");
+    let prior_run = |extra: &[&str], out: &Path| {
+        let mut a = vec![
+            "train".to_string(),
+            "unet".into(),
+            "--config".into(),
+            s(&ft_toml),
+            "--from".into(),
+            s(&model),
+            "--data".into(),
+            s(&data),
+            "--out".into(),
+            s(out),
+        ];
+        a.extend(extra.iter().map(|x| x.to_string()));
+        kakusan(&a.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let out = prior_run(&["--prior-fraction", "0.5"], &prior_out);
+    ok(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("prior: the procedural data"), "{err}");
+    let prior_unet =
+        std::fs::read(prior_out.join("model/unet/diffusion_pytorch_model.safetensors")).unwrap();
+    assert_ne!(prior_unet, after, "the prior pictures changed nothing");
+    let empty_prior = tmp.path().join("empty-prior");
+    std::fs::create_dir_all(&empty_prior).unwrap();
+    let empty_prior = s(&empty_prior);
+    for (extra, message) in [
+        (
+            vec!["--prior-fraction", "1"],
+            "--prior-fraction 1: must be at least 0 and below 1",
+        ),
+        (
+            vec!["--prior-fraction", "0.5", "--prior-data", &empty_prior],
+            "--prior-data: ",
+        ),
+        (
+            vec!["--prior-data", &empty_prior],
+            "--prior-data needs --prior-fraction",
+        ),
+    ] {
+        let bad = prior_run(&extra, &tmp.path().join("bad-prior"));
+        assert_eq!(bad.status.code(), Some(1), "{extra:?}");
+        let err = String::from_utf8_lossy(&bad.stderr);
+        assert!(err.contains(message), "{extra:?}: {err}");
+    }
     // Without --from there is no model to take it from: a clear error.
     let bad = kakusan(&[
         "train",

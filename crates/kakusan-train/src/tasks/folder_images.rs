@@ -39,7 +39,7 @@ impl FolderImages {
     pub fn open(dir: &Path, size: u32, seed: u64) -> Result<Self> {
         if !dir.is_dir() {
             return Err(TrainError::Config(format!(
-                "--data {}: not a folder of pictures with .txt captions",
+                "{}: not a folder of pictures with .txt captions",
                 dir.display()
             )));
         }
@@ -81,7 +81,7 @@ impl FolderImages {
         }
         if items.is_empty() {
             return Err(TrainError::Config(format!(
-                "--data {}: no pictures ({}) found",
+                "{}: no pictures ({}) found",
                 dir.display(),
                 IMAGE_EXTENSIONS.join(", ")
             )));

@@ -5,6 +5,7 @@ pub mod caption_probe;
 pub mod captioned_images;
 pub mod diffusion_task;
 pub mod folder_images;
+pub mod prior_mixed_images;
 pub mod procedural_images;
 pub mod vae_task;
 
@@ -12,5 +13,6 @@ pub use caption_probe::{CaptionLabels, CaptionProbe};
 pub use captioned_images::CaptionedImages;
 pub use diffusion_task::{DiffusionTask, DiffusionTaskConfig};
 pub use folder_images::FolderImages;
+pub use prior_mixed_images::PriorMixedImages;
 pub use procedural_images::{ProceduralDataConfig, ProceduralImages};
 pub use vae_task::{VaeTask, VaeTaskConfig};
