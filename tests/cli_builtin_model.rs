@@ -3,12 +3,13 @@
 //!
 //! The adherence floors guard against a broken model, pipeline or evaluator, not the issue's
 //! targets (glyphs are not there yet; see models/kakusan-mini/README.md). Measured on these
-//! 20 prompts (14 one-object pictures, fixed seeds, release build) with the stage-5b model:
-//! glyph 57.1 %, colour 100 %, background 100 %, position 100 %, size 85.7 %. Each floor
-//! sits two pictures (2 x 7.1 %) below that, so a few float-order differences between
-//! machines cannot fail it, while a model drawing noise (colour ~ 1 in 8, glyph ~ 1 in 17
-//! by chance), a model that lost its glyphs (the stage-4 model read 31 % on 200 prompts) or
-//! a pipeline that ignores the prompt fails it.
+//! 20 prompts (14 one-object pictures, fixed seeds, release build) with the stage-6 model:
+//! glyph 92.9 %, colour 100 %, background 100 %, position 100 %, size 85.7 % (a lucky subset:
+//! on 200 held-out prompts its glyphs read 70.9 %). Each floor sits two pictures (2 x 7.1 %)
+//! below that, so a few float-order differences between machines cannot fail it, while a
+//! model drawing noise (colour ~ 1 in 8, glyph ~ 1 in 17 by chance), a model that lost its
+//! glyphs (the stage-5b model read 57.1 % here, stage 4 31 % on 200 prompts) or a pipeline
+//! that ignores the prompt fails it.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -97,7 +98,7 @@ fn the_built_in_model_follows_glyph_colour_background_position_and_size() {
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains("kakusan-mini"), "{stdout}");
     for (attribute, floor) in [
-        ("glyph", 42.0),
+        ("glyph", 78.0),
         ("colour", 85.0),
         ("background", 85.0),
         ("position", 85.0),
