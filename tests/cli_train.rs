@@ -247,34 +247,8 @@ fn train_both_stages_then_generate_with_the_export() {
         })
         .collect();
     std::fs::write(&ft_toml, without.join("\n")).unwrap();
-    let ft_out = tmp.path().join("ft-run");
-    let out = kakusan(&[
-        "train",
-        "unet",
-        "--config",
-        &s(&ft_toml),
-        "--from",
-        &s(&model),
-        "--data",
-        &s(&data),
-        "--out",
-        &s(&ft_out),
-    ]);
-    ok(&out);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("2 pictures, 3 per epoch"), "{err}");
-    let before = std::fs::read(model.join("unet/diffusion_pytorch_model.safetensors")).unwrap();
-    let after =
-        std::fs::read(ft_out.join("model/unet/diffusion_pytorch_model.safetensors")).unwrap();
-    assert_ne!(before, after, "fine-tuning changed nothing");
-    let schedule = |dir: &Path| std::fs::read(dir.join("scheduler/scheduler_config.json")).unwrap();
-    assert_eq!(schedule(&ft_out.join("model")), schedule(&model));
-    let unet_config = |dir: &Path| std::fs::read(dir.join("unet/config.json")).unwrap();
-    assert_eq!(unet_config(&ft_out.join("model")), unet_config(&model));
-    // Prior preservation: half of each batch from the procedural data; a bad share or an
-    // empty prior folder is a clear error.
-    let prior_out = tmp.path().join("ft-prior");
-    let prior_run = |extra: &[&str], out: &Path| {
+    // The fine-tune of `model` on `data` into `out`, with `extra` options.
+    let fine_tune = |extra: &[&str], out: &Path| {
         let mut a = vec![
             "train".to_string(),
             "unet".into(),
@@ -290,7 +264,23 @@ fn train_both_stages_then_generate_with_the_export() {
         a.extend(extra.iter().map(|x| x.to_string()));
         kakusan(&a.iter().map(String::as_str).collect::<Vec<_>>())
     };
-    let out = prior_run(&["--prior-fraction", "0.5"], &prior_out);
+    let ft_out = tmp.path().join("ft-run");
+    let out = fine_tune(&[], &ft_out);
+    ok(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("2 pictures, 3 per epoch"), "{err}");
+    let before = std::fs::read(model.join("unet/diffusion_pytorch_model.safetensors")).unwrap();
+    let after =
+        std::fs::read(ft_out.join("model/unet/diffusion_pytorch_model.safetensors")).unwrap();
+    assert_ne!(before, after, "fine-tuning changed nothing");
+    let schedule = |dir: &Path| std::fs::read(dir.join("scheduler/scheduler_config.json")).unwrap();
+    assert_eq!(schedule(&ft_out.join("model")), schedule(&model));
+    let unet_config = |dir: &Path| std::fs::read(dir.join("unet/config.json")).unwrap();
+    assert_eq!(unet_config(&ft_out.join("model")), unet_config(&model));
+    // Prior preservation: half of each batch from the procedural data; a bad share or an
+    // empty prior folder is a clear error.
+    let prior_out = tmp.path().join("ft-prior");
+    let out = fine_tune(&["--prior-fraction", "0.5"], &prior_out);
     ok(&out);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("prior: the procedural data"), "{err}");
@@ -314,7 +304,7 @@ fn train_both_stages_then_generate_with_the_export() {
             "--prior-data needs --prior-fraction",
         ),
     ] {
-        let bad = prior_run(&extra, &tmp.path().join("bad-prior"));
+        let bad = fine_tune(&extra, &tmp.path().join("bad-prior"));
         assert_eq!(bad.status.code(), Some(1), "{extra:?}");
         let err = String::from_utf8_lossy(&bad.stderr);
         assert!(err.contains(message), "{extra:?}: {err}");
