@@ -188,8 +188,10 @@ pub struct EvalArgs {
     pub seed: u64,
     #[arg(long, default_value_t = 20)]
     pub steps: usize,
-    #[arg(long, default_value_t = 7.0)]
-    pub cfg: f64,
+    /// Classifier-free guidance scale [default: the model's own (its
+    /// generation_defaults.json; kakusan-mini: 4), else 7].
+    #[arg(long)]
+    pub cfg: Option<f64>,
     #[arg(long, default_value = "Euler a")]
     pub sampler: String,
     /// The grid of generated pictures with their prompts and misses.
@@ -370,9 +372,10 @@ pub struct GenerateArgs {
     pub model: ModelArgs,
     #[arg(long, default_value_t = 20)]
     pub steps: usize,
-    /// Classifier-free guidance scale.
-    #[arg(long, default_value_t = 7.0)]
-    pub cfg: f64,
+    /// Classifier-free guidance scale [default: the model's own (its
+    /// generation_defaults.json; kakusan-mini: 4), else 7].
+    #[arg(long)]
+    pub cfg: Option<f64>,
     /// Seed of the first image; -1 picks a random one (and prints it).
     #[arg(long, default_value_t = -1, allow_hyphen_values = true)]
     pub seed: i64,

@@ -30,6 +30,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     }
     let mut model = load_model(&args.model)?;
     let (width, height) = model.default_size();
+    let cfg = args.cfg.unwrap_or_else(|| model.defaults().cfg());
     let split = match args.split.as_str() {
         "held-out" => kakusan_data::Split::HeldOut,
         "train" => kakusan_data::Split::Train,
@@ -56,7 +57,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
             prompt: case.prompt.clone(),
             seed: case.seed,
             steps: args.steps,
-            cfg_scale: args.cfg,
+            cfg_scale: cfg,
             width,
             height,
             sampler: args.sampler.clone(),
@@ -105,7 +106,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         split.name(),
         args.steps,
         args.sampler,
-        args.cfg
+        cfg
     );
     report(&adherence, &grid, &args)
 }

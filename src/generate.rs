@@ -26,7 +26,11 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         negative_prompt: args.negative,
         seed,
         steps: args.steps,
-        cfg_scale: args.cfg,
+        // Not given: the model's recommended scale, known once it is loaded; the usual 7
+        // stands in until then.
+        cfg_scale: args
+            .cfg
+            .unwrap_or(kakusan_pipeline::generation_defaults::DEFAULT_CFG),
         // A size not given is the model's native one; 512 stands in until the model is loaded
         // (a size given, even 0, is checked as given).
         width: args.width.unwrap_or(512),
@@ -87,6 +91,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     let (dw, dh) = model.default_size();
     job.width = args.width.unwrap_or(dw);
     job.height = args.height.unwrap_or(dh);
+    job.cfg_scale = args.cfg.unwrap_or_else(|| model.defaults().cfg());
     job.validate()?;
     // The memory estimate refuses an absurd size or batch before anything large is allocated.
     model.check_job(&job)?;

@@ -251,6 +251,11 @@ fn train_unet(args: &TrainArgs) -> anyhow::Result<()> {
     // The EMA weights as a diffusers folder, after every session (a partly trained model
     // can be looked at with `kakusan generate --model OUT/model`).
     let model_dir = args.out.join("model");
+    let generation_defaults = args
+        .init
+        .as_ref()
+        .map(|m| m.join(kakusan_pipeline::generation_defaults::FILE_NAME))
+        .filter(|f| f.is_file());
     kakusan_train::export::export_pipeline(
         trainer.ema_weights(),
         &kakusan_train::export::PipelineParts {
@@ -259,6 +264,7 @@ fn train_unet(args: &TrainArgs) -> anyhow::Result<()> {
             scheduler_config: &scheduler_json,
             vae_dir: &vae_dir,
             tokenizer_dir: &tokenizer_dir,
+            generation_defaults: generation_defaults.as_deref(),
         },
         &model_dir,
         true,

@@ -5,8 +5,9 @@
 //! panic code 101, no panic text, stderr holding exactly one line `error: ...` that names the
 //! problem and says what to do (checked by key words), nothing on stdout, and no file created
 //! or changed anywhere in the test's folder (in particular no `*.png` and no half-written
-//! temporary file; a PNG already in the output folder keeps its bytes). The one success case
-//! checks that an empty prompt is a valid prompt.
+//! temporary file; a PNG already in the output folder keeps its bytes). The success cases
+//! check that an empty prompt is a valid prompt and that a model's `generation_defaults.json`
+//! gives the CFG a run leaves out (a broken one is bad input like the rest).
 
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
@@ -626,6 +627,51 @@ fn empty_prompt_succeeds() {
         "{}",
         info.stdout
     );
+}
+
+// A model folder's generation_defaults.json: its guidance scale when --cfg is not given
+// (written into the PNG's parameters), --cfg wins over it; a broken file is a clean error
+// that names it.
+#[test]
+fn generation_defaults_of_the_model() {
+    let scene = Scene::new();
+    let folder = scene.folder_model();
+    let cfg_of = |args: &[OsString]| {
+        let run = kakusan(args, RUN_LIMIT);
+        assert_eq!(run.status.code(), Some(0), "{}", run.stderr);
+        let info = kakusan(&[os("info"), os(run.stdout.trim())], RUN_LIMIT);
+        assert_eq!(info.status.code(), Some(0), "{}", info.stderr);
+        let setting = info
+            .stdout
+            .split(", ")
+            .find_map(|s| s.strip_prefix("CFG scale: "))
+            .map(str::to_string);
+        setting.unwrap_or_else(|| panic!("no CFG scale in {}", info.stdout))
+    };
+    assert_eq!(cfg_of(&generate_args(&folder, &scene.out(), &[])), "7");
+    let defaults = folder.join("generation_defaults.json");
+    fs::write(&defaults, r#"{ "guidance_scale": 3.5 }"#).unwrap();
+    assert_eq!(cfg_of(&generate_args(&folder, &scene.out(), &[])), "3.5");
+    assert_eq!(
+        cfg_of(&generate_args(
+            &folder,
+            &scene.out(),
+            &extra(&["--cfg", "6"])
+        )),
+        "6"
+    );
+    for broken in [
+        r#"{ "guidance_scale": -2 }"#,
+        r#"{ "cfg": 3.5 }"#,
+        "not json",
+    ] {
+        fs::write(&defaults, broken).unwrap();
+        scene.fails(
+            &generate_args(&folder, &scene.out(), &[]),
+            RUN_LIMIT,
+            &["generation_defaults.json"],
+        );
+    }
 }
 
 // 11. --save-latents into a folder that does not exist: refused before any work, so neither

@@ -264,9 +264,24 @@ fn train_both_stages_then_generate_with_the_export() {
         a.extend(extra.iter().map(|x| x.to_string()));
         kakusan(&a.iter().map(String::as_str).collect::<Vec<_>>())
     };
+    // The base model's recommended settings go with the fine-tune (kakusan-mini's CFG).
+    let defaults = |dir: &Path| std::fs::read(dir.join("generation_defaults.json"));
+    assert!(
+        defaults(&model).is_err(),
+        "a from-scratch export has no defaults"
+    );
+    std::fs::write(
+        model.join("generation_defaults.json"),
+        "{ \"guidance_scale\": 4.5 }",
+    )
+    .unwrap();
     let ft_out = tmp.path().join("ft-run");
     let out = fine_tune(&[], &ft_out);
     ok(&out);
+    assert_eq!(
+        defaults(&ft_out.join("model")).unwrap(),
+        defaults(&model).unwrap()
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("2 pictures, 3 per epoch"), "{err}");
     let before = std::fs::read(model.join("unet/diffusion_pytorch_model.safetensors")).unwrap();

@@ -7,6 +7,7 @@ pub mod conditioning;
 pub mod embeddings;
 pub mod error;
 pub mod generation;
+pub mod generation_defaults;
 pub mod guidance;
 pub mod job;
 pub mod lora;
@@ -18,6 +19,7 @@ pub mod vae_tiling;
 
 pub use error::{PipelineError, Result};
 pub use generation::{check_sampler, Generation, Progress};
+pub use generation_defaults::GenerationDefaults;
 pub use job::Job;
 pub use kakusan_sampling::{SamplerOptions, ScheduleKind, ScheduleOptions};
 pub use save::{save_image_to, save_images, save_latents};

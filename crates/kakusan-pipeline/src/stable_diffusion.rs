@@ -104,6 +104,8 @@ pub struct StableDiffusion {
     /// What LoRAs need: the base weights, the text encoder's config, the folder, the files
     /// read so far and the set merged into `text_model` and `unet` now.
     pub(crate) loras: crate::lora::LoraState,
+    /// The model's own recommended settings (`generation_defaults.json`).
+    pub(crate) defaults: crate::generation_defaults::GenerationDefaults,
 }
 
 impl StableDiffusion {
@@ -197,6 +199,7 @@ impl StableDiffusion {
             activation_bytes: dtype.size_in_bytes() as u64,
             vae_scale: vae_scale(&vae_config) as u64,
         };
+        let defaults = crate::generation_defaults::GenerationDefaults::read(path)?;
         let hash = source.model_hash()?;
         let name = source.name().to_string();
         let embeddings_dir = opts
@@ -231,6 +234,7 @@ impl StableDiffusion {
             vae_tiling: Default::default(),
             embeddings,
             loras,
+            defaults,
         })
     }
 
@@ -248,6 +252,12 @@ impl StableDiffusion {
     /// The textual-inversion embeddings prompts can use.
     pub fn embeddings(&self) -> &EmbeddingLibrary {
         self.embeddings.library()
+    }
+
+    /// The model's own recommended settings (`generation_defaults.json` in its folder;
+    /// none: the usual defaults).
+    pub fn defaults(&self) -> &crate::generation_defaults::GenerationDefaults {
+        &self.defaults
     }
 
     /// The model's native picture size (its UNet sample size times the VAE's scale).

@@ -110,6 +110,9 @@ pub struct PipelineParts<'a> {
     pub vae_dir: &'a Path,
     /// The tokenizer folder, copied as it is.
     pub tokenizer_dir: &'a Path,
+    /// The starting model's `generation_defaults.json` (its recommended settings, e.g.
+    /// kakusan-mini's CFG), copied as it is: a fine-tune keeps its base's defaults.
+    pub generation_defaults: Option<&'a Path>,
 }
 
 /// Splits `prefix.name` weights into the component's own names, in half precision when
@@ -185,6 +188,10 @@ pub fn export_pipeline(
     .map_err(|e| TrainError::Config(format!("vae config: {e}")))?;
     write_component(&tmp.join("vae"), &vae_config, &vae_weights, WEIGHTS_FILE)?;
     copy_dir(parts.tokenizer_dir, &tmp.join("tokenizer"))?;
+    if let Some(file) = parts.generation_defaults {
+        let name = file.file_name().unwrap_or_default();
+        std::fs::copy(file, tmp.join(name)).map_err(io_at(file))?;
+    }
     let sched_dir = tmp.join("scheduler");
     std::fs::create_dir_all(&sched_dir).map_err(io_at(&sched_dir))?;
     let sched = serde_json::to_vec_pretty(parts.scheduler_config)
