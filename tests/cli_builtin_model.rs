@@ -6,11 +6,11 @@
 //! 20 prompts (14 one-object pictures, fixed seeds, release build) with the stage-7 model at
 //! its own default CFG 4 (`generation_defaults.json`): glyph 92.9 %, colour 100 %,
 //! background 100 %, position 100 %, size 92.9 % (the stage-6 model the same; a lucky
-//! subset: on 200 held-out prompts stage 7's glyphs read 82.4 %, stage 6's 76.4 %). Each floor sits two
-//! pictures (2 x 7.1 %) below that, so a few float-order differences between machines cannot fail it, while a
-//! model drawing noise (colour ~ 1 in 8, glyph ~ 1 in 17 by chance), a model that lost its
-//! glyphs (the stage-5b model read 57.1 % here, stage 4 31 % on 200 prompts) or a pipeline
-//! that ignores the prompt fails it.
+//! subset: on 200 held-out prompts stage 7's glyphs read 82.4 %, stage 6's 76.4 %). Each
+//! floor sits two pictures (2 x 7.1 %) below that, so a few float-order differences between
+//! machines cannot fail it, while a model drawing noise (colour ~ 1 in 8, glyph ~ 1 in 17
+//! by chance), a model that lost its glyphs (the stage-5b model read 57.1 % here, stage 4
+//! 31 % on 200 prompts) or a pipeline that ignores the prompt fails it.
 
 use std::path::PathBuf;
 use std::process::Command;

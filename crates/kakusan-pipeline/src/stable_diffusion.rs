@@ -132,6 +132,8 @@ impl StableDiffusion {
             ..OpenOptions::default()
         };
         let source = ModelSource::open_with(path, &open)?;
+        // Read before the weights: a broken file is reported without the wait.
+        let defaults = crate::generation_defaults::GenerationDefaults::read(path)?;
         fn parse<T: serde::de::DeserializeOwned>(what: &str, v: &serde_json::Value) -> Result<T> {
             serde_json::from_value(v.clone())
                 .map_err(|e| PipelineError::Config(format!("{what} config: {e}")))
@@ -199,7 +201,6 @@ impl StableDiffusion {
             activation_bytes: dtype.size_in_bytes() as u64,
             vae_scale: vae_scale(&vae_config) as u64,
         };
-        let defaults = crate::generation_defaults::GenerationDefaults::read(path)?;
         let hash = source.model_hash()?;
         let name = source.name().to_string();
         let embeddings_dir = opts
