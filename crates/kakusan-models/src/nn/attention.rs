@@ -4,6 +4,8 @@
 //! cross-attention otherwise. Long sequences are processed in slices so the score matrix
 //! stays bounded in memory; slicing does not change any number.
 
+use super::bf16_attention_op::Bf16Attention;
+use super::bf16_gemm::Kernel;
 use super::linear::{linear_b, Linear};
 use candle_core::{bail, DType, Result, Tensor};
 use candle_nn::{Module, VarBuilder};
@@ -112,7 +114,17 @@ impl Attention {
         let k = self.split_heads(&self.to_k.forward(context)?)?;
         let v = self.split_heads(&self.to_v.forward(context)?)?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let out = scaled_dot_product_attention(&q, &k, &v, scale, self.upcast)?;
+        let out = match bf16_attention_kernel(self.to_q.weight(), &q) {
+            // `--dtype bf16` on a CPU with a bf16 dot-product kernel: both products in bf16.
+            Some(kernel) => {
+                let op = Bf16Attention {
+                    scale: scale as f32,
+                    kernel,
+                };
+                q.apply_op3_no_bwd(&k, &v, &op)?
+            }
+            None => scaled_dot_product_attention(&q, &k, &v, scale, self.upcast)?,
+        };
         let out = out
             .reshape((batch, self.heads, lq, self.head_dim))?
             .transpose(1, 2)?
@@ -128,6 +140,13 @@ impl Attention {
             .contiguous()?
             .reshape((b * self.heads, l, self.head_dim))
     }
+}
+
+/// The bf16 dot-product kernel when the layer's weights are bf16 on the CPU (`--dtype
+/// bf16`), the queries f32 and not training, and the CPU has one.
+fn bf16_attention_kernel(weight: &Tensor, q: &Tensor) -> Option<Kernel> {
+    let applies = super::cpu_bf16::is_cpu_bf16(weight) && q.dtype() == DType::F32 && !q.track_op();
+    applies.then(Kernel::native).flatten()
 }
 
 /// `softmax(q k^T * scale) v` over `[N, Lq, d]`, `[N, Lk, d]`, `[N, Lk, dv]`, computed in
@@ -412,7 +431,22 @@ mod tests {
             let sliced = time(&|| {
                 attention_in_slices(&q, &k, &v, scale, false, MAX_SCORES_AT_ONCE).unwrap()
             });
-            println!("[{n}, {l}, {d}]: fused {fused:.0} ms, candle in slices {sliced:.0} ms");
+            let bf16 = match Kernel::native() {
+                Some(kernel) => {
+                    let op = Bf16Attention {
+                        scale: scale as f32,
+                        kernel,
+                    };
+                    format!(
+                        "{:.0} ms",
+                        time(&|| q.apply_op3_no_bwd(&k, &v, &op).unwrap())
+                    )
+                }
+                None => "(no bf16 kernel)".to_string(),
+            };
+            println!(
+                "[{n}, {l}, {d}]: fused {fused:.0} ms, bf16 {bf16}, candle in slices {sliced:.0} ms"
+            );
         }
     }
 }

@@ -56,7 +56,11 @@ impl AttentionOp {
 }
 
 /// The sizes `(n, lq, lk, d, dv)` of an attention, checked.
-fn sizes(q: &[usize], k: &[usize], v: &[usize]) -> Result<(usize, usize, usize, usize, usize)> {
+pub(crate) fn sizes(
+    q: &[usize],
+    k: &[usize],
+    v: &[usize],
+) -> Result<(usize, usize, usize, usize, usize)> {
     let (&[n, lq, d], &[nk, lk, dk], &[nv, lv, dv]) = (q, k, v) else {
         bail!("attention: q {q:?}, k {k:?}, v {v:?} must be 3-D");
     };

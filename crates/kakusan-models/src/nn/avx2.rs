@@ -24,3 +24,22 @@ pub(crate) fn with_avx2<R>(f: impl FnOnce() -> R) -> R {
     }
     f()
 }
+
+/// Runs `f` compiled for AVX-512 F (16 f32 lanes) when the CPU supports it, else as
+/// [`with_avx2`]. The same rules as there: helpers must be `#[inline(always)]`, and the
+/// results are bit-identical to the baseline build's.
+#[inline(always)]
+pub(crate) fn with_avx512<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f")]
+        unsafe fn run<R>(f: impl FnOnce() -> R) -> R {
+            f()
+        }
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512 F, the only feature `run` is compiled with.
+            return unsafe { run(f) };
+        }
+    }
+    with_avx2(f)
+}

@@ -9,8 +9,10 @@
 //! `[Cout, B*Ho*Wo]` back to `[B, Cout, Ho, Wo]`. A 1x1 stride-1 convolution reads the
 //! picture itself as its patch matrix. The GEMM runs on all of rayon's threads.
 //!
-//! With bf16 weights (`--dtype bf16` on the CPU) the weights are widened to f32 for the call
-//! and the input rounded to bf16 (see `cpu_bf16.rs`).
+//! With bf16 weights (`--dtype bf16` on the CPU) each band's patch matrix is packed as bf16
+//! pairs and multiplied by the CPU's bf16 dot-product kernel (`bf16_gemm.rs`) when it has
+//! one; elsewhere the weights are widened to f32 for the call and the input rounded to bf16
+//! (see `cpu_bf16.rs`). Both compute the same exact products.
 //!
 //! Forward only: training takes [`super::conv2d_op`], which has a backward pass.
 
@@ -18,6 +20,7 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape};
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
+use super::bf16_gemm::{gemm_bf16, Kernel, PackedA, PackedB};
 use super::conv2d_op::geometry;
 use super::cpu_bf16::{rounded_to_bf16, widened_weights};
 use super::cpu_f32::contiguous_f32;
@@ -105,6 +108,22 @@ unsafe fn gemm_band(
     }
 }
 
+/// The weights as a band's product reads them.
+#[derive(Clone, Copy)]
+enum BandWeights<'a> {
+    /// f32 (or bf16 widened to f32), `[cout, C*k*k]` row-major: the f32 GEMM.
+    F32(&'a [f32]),
+    /// bf16, packed for the bf16 dot-product kernel.
+    Bf16(&'a PackedA, Kernel),
+}
+
+/// What one rayon thread reuses from band to band: the f32 patch matrix and its bf16 pairs.
+#[derive(Default)]
+struct BandBuffers {
+    cols: Vec<f32>,
+    packed: PackedB,
+}
+
 impl BandedConv {
     /// Output rows per band: the patch band under `band_bytes`, and at least two bands per
     /// thread over the batch so that every thread has work.
@@ -118,7 +137,7 @@ impl BandedConv {
             .clamp(1, ho.max(1))
     }
 
-    fn run(&self, p: &Patches, batch: usize, x: &[f32], w: &[f32], bias: &[f32]) -> Vec<f32> {
+    fn run(&self, p: &Patches, batch: usize, x: &[f32], w: BandWeights, bias: &[f32]) -> Vec<f32> {
         let cout = bias.len();
         let (ho, wo) = (p.out_height(), p.out_width());
         let out_plane = ho * wo;
@@ -146,18 +165,40 @@ impl BandedConv {
         assert!(tasks.iter().all(|&(b, _, r1)| b < batch && r1 <= ho));
         // One task per band: its patch matrix (in a buffer reused by the thread), then a
         // single-threaded GEMM into the band's part of the output.
-        tasks
-            .par_iter()
-            .for_each_init(Vec::new, |cols: &mut Vec<f32>, &(b, r0, r1)| {
+        // The band's product: `dst += w @ rhs`, rhs `rows x n` with rows `rhs_stride` apart.
+        let product = |buffers: &mut BandBuffers,
+                       dst: BandOutput,
+                       rhs: &[f32],
+                       rhs_stride: usize,
+                       n: usize| {
+            match w {
+                // SAFETY: the caller's band: rows r0..r1 of picture b's cout planes.
+                BandWeights::F32(w) => unsafe {
+                    gemm_band(dst, w, rhs, rhs_stride, (cout, n, rows))
+                },
+                BandWeights::Bf16(a, kernel) => {
+                    buffers.packed.pack_f32_rows(rhs, rows, n, rhs_stride);
+                    // SAFETY: as above: cout rows of n values, out_plane apart.
+                    unsafe {
+                        gemm_bf16(kernel, dst.first, dst.row_stride, a, &buffers.packed, true)
+                    }
+                }
+            }
+        };
+        // One task per band: its patch matrix (in a buffer reused by the thread), then a
+        // single-threaded GEMM into the band's part of the output.
+        tasks.par_iter().for_each_init(
+            BandBuffers::default,
+            |buffers: &mut BandBuffers, &(b, r0, r1)| {
                 let img = &x[b * image_len..(b + 1) * image_len];
                 let n = (r1 - r0) * wo;
                 // SAFETY: in bounds: picture b < batch, row r0 < ho (asserted above).
                 let dst = unsafe { whole.offset(b * cout * out_plane + r0 * wo) };
                 if direct {
-                    // SAFETY: rows r0..r1 of picture b's cout planes: this band's alone.
-                    unsafe { gemm_band(dst, w, &img[r0 * wo..], out_plane, (cout, n, rows)) };
+                    product(buffers, dst, &img[r0 * wo..], out_plane, n);
                     return;
                 }
+                let mut cols = std::mem::take(&mut buffers.cols);
                 cols.resize(rows * n, 0.0);
                 for (r, dst) in cols.chunks_mut(n).enumerate() {
                     dst.fill(0.0);
@@ -165,9 +206,10 @@ impl BandedConv {
                         gather_run(&mut dst[col..col + len], &img[src..], p.stride);
                     });
                 }
-                // SAFETY: as above.
-                unsafe { gemm_band(dst, w, cols, n, (cout, n, rows)) };
-            });
+                product(buffers, dst, &cols, n, n);
+                buffers.cols = cols;
+            },
+        );
         out
     }
 }
@@ -193,13 +235,25 @@ impl CustomOp3 for BandedConv {
         if bias.len() != cout {
             candle_core::bail!("conv2d: bias has {} values for {cout} channels", bias.len());
         }
-        let out = if let CpuStorage::BF16(_) = ws {
-            // bf16 weights (`cpu_bf16.rs`): both operands at bf16 precision, f32 sums.
-            let w = widened_weights(ws, wl, "conv2d: weight")?;
-            self.run(&p, batch, &rounded_to_bf16(x), &w, bias)
-        } else {
-            let w = contiguous_f32(ws, wl, "conv2d: weight")?;
-            self.run(&p, batch, x, w, bias)
+        let out = match (ws, Kernel::native()) {
+            // bf16 weights (`cpu_bf16.rs`): both operands at bf16 precision, f32 sums; on the
+            // bf16 dot-product kernel where the CPU has one.
+            (CpuStorage::BF16(w), Some(kernel)) => {
+                let Some((start, end)) = wl.contiguous_offsets() else {
+                    candle_core::bail!("conv2d: weight must be contiguous")
+                };
+                let rows = p.channels * p.kernel * p.kernel;
+                let a = PackedA::from_bf16_rows(&w[start..end], cout, rows);
+                self.run(&p, batch, x, BandWeights::Bf16(&a, kernel), bias)
+            }
+            (CpuStorage::BF16(_), None) => {
+                let w = widened_weights(ws, wl, "conv2d: weight")?;
+                self.run(&p, batch, &rounded_to_bf16(x), BandWeights::F32(&w), bias)
+            }
+            _ => {
+                let w = contiguous_f32(ws, wl, "conv2d: weight")?;
+                self.run(&p, batch, x, BandWeights::F32(w), bias)
+            }
         };
         let shape = Shape::from((batch, cout, p.out_height(), p.out_width()));
         Ok((CpuStorage::F32(out), shape))

@@ -1,9 +1,12 @@
 //! `y = x W^T` with f32 activations `x` `[rows, in]` and bf16 weights `W` `[out, in]` on
 //! the CPU (`--dtype bf16`): `x` rounded to bf16, both operands' products exact in f32,
-//! f32 sums (`cpu_bf16.rs`). Inference only: no backward.
+//! f32 sums (`cpu_bf16.rs`), on the CPU's bf16 dot-product kernel (`bf16_gemm.rs`) when it
+//! has one, in blocks of rows on all threads. Inference only: no backward.
 
 use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape};
+use rayon::prelude::*;
 
+use super::bf16_gemm::{gemm_bf16, Kernel, PackedA, PackedB, MR};
 use super::cpu_bf16::{rounded_to_bf16, widened_weights};
 use super::cpu_f32::contiguous_f32;
 use super::small_gemm::{matmul_parallel, View};
@@ -32,9 +35,30 @@ impl CustomOp2 for Bf16Linear {
         if features != w_features {
             bail!("bf16 linear: input has {features} features, the weight {w_features}");
         }
-        let x = rounded_to_bf16(contiguous_f32(xs, xl, "bf16 linear: input")?);
-        let w = widened_weights(ws, wl, "bf16 linear: the weight")?;
+        let x = contiguous_f32(xs, xl, "bf16 linear: input")?;
         let mut y = vec![0f32; rows * out];
+        if let (CpuStorage::BF16(w), Some(kernel), true) =
+            (ws, Kernel::native(), rows * out * features > 0)
+        {
+            let Some((start, end)) = wl.contiguous_offsets() else {
+                bail!("bf16 linear: the weight must be contiguous")
+            };
+            let b = PackedB::from_bf16_transposed(&w[start..end], out, features);
+            // Blocks of whole A panels, at least four per thread.
+            let tasks = 4 * rayon::current_num_threads();
+            let block = rows.div_ceil(tasks).next_multiple_of(MR).max(MR);
+            y.par_chunks_mut(block * out)
+                .zip(x.par_chunks(block * features))
+                .for_each(|(y, x)| {
+                    let m = x.len() / features.max(1);
+                    let a = PackedA::from_f32_rows(x, m, features, features);
+                    // SAFETY: y holds the block's m rows of `out` values.
+                    unsafe { gemm_bf16(kernel, y.as_mut_ptr(), out, &a, &b, false) };
+                });
+            return Ok((CpuStorage::F32(y), Shape::from((rows, out))));
+        }
+        let x = rounded_to_bf16(x);
+        let w = widened_weights(ws, wl, "bf16 linear: the weight")?;
         matmul_parallel(
             &mut y,
             rows,

@@ -399,6 +399,11 @@ mod tests {
                 let t = time(&|| conv.forward_banded(&x, mb << 20).unwrap());
                 println!("  band {mb} MB: {t:.0} ms");
             }
+            let bf16_conv = Conv2d {
+                weight: conv.weight.to_dtype(DType::BF16).unwrap(),
+                ..conv.clone()
+            };
+            let bf16 = time(&|| bf16_conv.forward(&x).unwrap());
             let candle = time(&|| {
                 x.conv2d(&conv.weight, k / 2, 1, 1, 1)
                     .unwrap()
@@ -407,8 +412,9 @@ mod tests {
             });
             println!(
                 "[{b},{c},{hw},{hw}] k{k} -> {cout}: {gflop:.1} GFLOP; banded {banded:.0} ms \
-                 ({:.0} GFLOP/s), candle {candle:.0} ms",
-                gflop / banded * 1e3
+                 ({:.0} GFLOP/s), bf16 weights {bf16:.0} ms ({:.0} GFLOP/s), candle {candle:.0} ms",
+                gflop / banded * 1e3,
+                gflop / bf16 * 1e3
             );
         }
     }

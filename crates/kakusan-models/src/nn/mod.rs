@@ -10,6 +10,8 @@ mod attention;
 mod attention_op;
 mod avx2;
 mod banded_conv;
+mod bf16_attention_op;
+mod bf16_gemm;
 mod bf16_linear_op;
 mod channel_bias;
 mod conv;
