@@ -199,14 +199,39 @@ impl BandedConv {
                     return;
                 }
                 let mut cols = std::mem::take(&mut buffers.cols);
-                cols.resize(rows * n, 0.0);
-                for (r, dst) in cols.chunks_mut(n).enumerate() {
-                    dst.fill(0.0);
+                let patch_row = |r: usize, row: &mut [f32]| {
+                    row.fill(0.0);
                     p.for_each_run_in(r, r0..r1, |col, src, len| {
-                        gather_run(&mut dst[col..col + len], &img[src..], p.stride);
+                        gather_run(&mut row[col..col + len], &img[src..], p.stride);
                     });
+                };
+                match w {
+                    BandWeights::Bf16(a, kernel) => {
+                        // The patch matrix two rows at a time, packed as it is built.
+                        cols.resize(2 * n, 0.0);
+                        let (even, odd) = cols.split_at_mut(n);
+                        let pairs = buffers.packed.begin(rows, n);
+                        for q in 0..pairs {
+                            patch_row(2 * q, even);
+                            let odd = (2 * q + 1 < rows).then(|| {
+                                patch_row(2 * q + 1, odd);
+                                &*odd
+                            });
+                            buffers.packed.set_pair(q, even, odd);
+                        }
+                        // SAFETY: the band: cout rows of n values, out_plane apart.
+                        unsafe {
+                            gemm_bf16(kernel, dst.first, dst.row_stride, a, &buffers.packed, true)
+                        }
+                    }
+                    BandWeights::F32(_) => {
+                        cols.resize(rows * n, 0.0);
+                        for (r, row) in cols.chunks_mut(n).enumerate() {
+                            patch_row(r, row);
+                        }
+                        product(buffers, dst, &cols, n, n);
+                    }
                 }
-                product(buffers, dst, &cols, n, n);
                 buffers.cols = cols;
             },
         );

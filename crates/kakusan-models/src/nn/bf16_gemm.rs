@@ -159,34 +159,62 @@ pub(crate) struct PackedB {
 }
 
 impl PackedB {
-    /// Repacks from `k x n` f32 values, rows `ld` apart, rounded to bf16 (a convolution's
-    /// patch matrix, or the picture itself for a 1x1 convolution).
+    /// Repacks from `k x n` f32 values, rows `ld` apart, rounded to bf16 (a 1x1
+    /// convolution's picture, or the exponentials of an attention).
     pub(crate) fn pack_f32_rows(&mut self, p: &[f32], k: usize, n: usize, ld: usize) {
         assert!(
             k == 0 || n == 0 || (k - 1) * ld + n <= p.len(),
             "bf16 gemm: B too short"
         );
-        let pairs = self.resize(k, n);
-        super::avx2::with_avx512(|| {
-            for (j, panel) in self.data.chunks_mut((pairs * NR).max(1)).enumerate() {
-                let c0 = j * NR;
-                let cols = (n - c0).min(NR);
-                for (q, dst) in panel.chunks_mut(NR).enumerate() {
-                    let even = &p[2 * q * ld + c0..][..cols];
-                    if 2 * q + 1 < k {
-                        let odd = &p[(2 * q + 1) * ld + c0..][..cols];
-                        for ((d, &lo), &hi) in dst.iter_mut().zip(even).zip(odd) {
-                            *d = f32_pair(lo, hi);
+        let pairs = self.begin(k, n);
+        for q in 0..pairs {
+            let even = &p[2 * q * ld..][..n];
+            let odd = (2 * q + 1 < k).then(|| &p[(2 * q + 1) * ld..][..n]);
+            self.set_pair(q, even, odd);
+        }
+    }
+
+    /// Starts packing `k x n` values pair by pair ([`Self::set_pair`] for every pair):
+    /// returns the number of pairs.
+    pub(crate) fn begin(&mut self, k: usize, n: usize) -> usize {
+        let pairs = k.div_ceil(2);
+        self.data.resize(n.div_ceil(NR) * pairs * NR, 0);
+        self.n = n;
+        self.pairs = pairs;
+        pairs
+    }
+
+    /// Packs pair `q`: rows `2q` (`even`) and `2q + 1` (`odd`, `None` past an odd `k`) of
+    /// `n` f32 values each, rounded to bf16 (a convolution band builds its patch matrix two
+    /// rows at a time and packs them here, so the whole matrix is never written).
+    pub(crate) fn set_pair(&mut self, q: usize, even: &[f32], odd: Option<&[f32]>) {
+        let (n, pairs) = (self.n, self.pairs);
+        assert!(q < pairs && even.len() >= n && odd.is_none_or(|o| o.len() >= n));
+        super::avx2::with_avx512(
+            #[inline(always)]
+            || {
+                for j in 0..n.div_ceil(NR) {
+                    let c0 = j * NR;
+                    let cols = (n - c0).min(NR);
+                    let dst = &mut self.data[(j * pairs + q) * NR..][..NR];
+                    let lo = &even[c0..c0 + cols];
+                    match odd {
+                        Some(odd) => {
+                            let hi = &odd[c0..c0 + cols];
+                            for ((d, &l), &h) in dst.iter_mut().zip(lo).zip(hi) {
+                                *d = f32_pair(l, h);
+                            }
                         }
-                    } else {
-                        for (d, &lo) in dst.iter_mut().zip(even) {
-                            *d = bf16_bits(lo);
+                        None => {
+                            for (d, &l) in dst.iter_mut().zip(lo) {
+                                *d = bf16_bits(l);
+                            }
                         }
                     }
                     dst[cols..].fill(0);
                 }
-            }
-        });
+            },
+        );
     }
 
     /// Repacks `B = X^T` from f32 `X` (`n x k`, rows `ld` apart), rounded to bf16 (the
@@ -196,15 +224,19 @@ impl PackedB {
             k == 0 || n == 0 || (n - 1) * ld + k <= x.len(),
             "bf16 gemm: B too short"
         );
-        let pairs = self.resize(k, n);
+        let pairs = self.begin(k, n);
         for (j, panel) in self.data.chunks_mut((pairs * NR).max(1)).enumerate() {
             let c0 = j * NR;
-            for c in 0..(n - c0).min(NR) {
+            let cols = (n - c0).min(NR);
+            for c in 0..cols {
                 let row = &x[(c0 + c) * ld..][..k];
                 for q in 0..pairs {
                     let hi = row.get(2 * q + 1).copied().unwrap_or(0.0);
                     panel[q * NR + c] = f32_pair(row[2 * q], hi);
                 }
+            }
+            for q in 0..pairs {
+                panel[q * NR + cols..(q + 1) * NR].fill(0);
             }
         }
     }
@@ -217,7 +249,7 @@ impl PackedB {
             w.len()
         );
         let mut b = Self::default();
-        let pairs = b.resize(k, n);
+        let pairs = b.begin(k, n);
         for (j, panel) in b.data.chunks_mut((pairs * NR).max(1)).enumerate() {
             let c0 = j * NR;
             let cols = (n - c0).min(NR);
@@ -228,19 +260,9 @@ impl PackedB {
                     panel[q * NR + c] = bf16_pair(row[2 * q], hi);
                 }
             }
-            // Columns past `n` stay zero (`resize` zeroed the whole buffer).
+            // Columns past `n` stay zero (a fresh buffer).
         }
         b
-    }
-
-    /// Sizes the buffer for `k x n` (zeroed) and returns the number of pairs.
-    fn resize(&mut self, k: usize, n: usize) -> usize {
-        let pairs = k.div_ceil(2);
-        self.data.clear();
-        self.data.resize(n.div_ceil(NR) * pairs * NR, 0);
-        self.n = n;
-        self.pairs = pairs;
-        pairs
     }
 }
 
