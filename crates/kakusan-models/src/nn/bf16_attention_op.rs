@@ -7,7 +7,7 @@
 //! its queries go in blocks of [`NR`]: the block's transposed scores `S^T = K Q^T` (`Lk x
 //! NR`, a column per query, so the softmax's maximum, exponentials and sums run across the
 //! block's queries as vector lanes), the unnormalised `E^T = exp((S^T - max) * scale)`
-//! packed as bf16 for `O^T = V^T E^T`, and each query's output divided by its sum (the same
+//! packed as bf16 pairs in the same pass that sums them, for `O^T = V^T E^T`, and each query's output divided by its sum (the same
 //! as normalising the probabilities first, up to f32 rounding). Nothing of size `Lq x Lk`
 //! is built.
 
@@ -16,7 +16,7 @@ use rayon::prelude::*;
 
 use super::attention_op::sizes;
 use super::avx2::with_avx512;
-use super::bf16_gemm::{gemm_bf16, Kernel, PackedA, PackedB, NR};
+use super::bf16_gemm::{f32_pair, gemm_bf16, Kernel, PackedA, PackedB, NR};
 use super::cpu_f32::contiguous_f32;
 use super::fast_exp::exp_approx;
 
@@ -66,6 +66,7 @@ impl Bf16Attention {
         // Subtracting the column maximum before scaling needs a positive scale.
         debug_assert!(scale > 0.0);
         let mut sums = [0f32; NR];
+        let exps = buf.exps.single_panel(lk, rows);
         with_avx512(
             #[inline(always)]
             || {
@@ -75,15 +76,32 @@ impl Bf16Attention {
                         *m = if s > *m { s } else { *m };
                     }
                 }
-                for row in buf.scores.chunks_exact_mut(NR) {
-                    for ((s, m), sum) in row.iter_mut().zip(&max).zip(sums.iter_mut()) {
-                        *s = exp_approx((*s - m) * scale);
-                        *sum += *s;
+                // The exponentials of keys 2q and 2q + 1, summed per query and packed as
+                // the pairs of `E^T` in one pass.
+                let exp = |s: f32, m: f32| exp_approx((s - m) * scale);
+                let mut rows_of_keys = buf.scores.chunks_exact(NR);
+                for pair in exps.chunks_exact_mut(NR) {
+                    let even = rows_of_keys.next().unwrap_or(&[0.0; NR]);
+                    match rows_of_keys.next() {
+                        Some(odd) => {
+                            for c in 0..NR {
+                                let (e0, e1) = (exp(even[c], max[c]), exp(odd[c], max[c]));
+                                sums[c] += e0;
+                                sums[c] += e1;
+                                pair[c] = f32_pair(e0, e1);
+                            }
+                        }
+                        None => {
+                            for c in 0..NR {
+                                let e0 = exp(even[c], max[c]);
+                                sums[c] += e0;
+                                pair[c] = f32_pair(e0, 0.0);
+                            }
+                        }
                     }
                 }
             },
         );
-        buf.exps.pack_f32_rows(&buf.scores, lk, rows, NR);
         buf.out_t.resize(dv * NR, 0.0);
         // SAFETY: `out_t` holds dv rows of NR >= rows values.
         unsafe {

@@ -77,7 +77,7 @@ fn bf16_bits(v: f32) -> u32 {
 
 /// Two f32 rounded to bf16 as one pair.
 #[inline(always)]
-fn f32_pair(lo: f32, hi: f32) -> u32 {
+pub(crate) fn f32_pair(lo: f32, hi: f32) -> u32 {
     bf16_bits(lo) | (bf16_bits(hi) << 16)
 }
 
@@ -182,6 +182,16 @@ impl PackedB {
         self.n = n;
         self.pairs = pairs;
         pairs
+    }
+
+    /// Starts packing `k x n` values with `n` at most [`NR`] (one panel) and returns the
+    /// panel: pair `q` of column `c` goes at `q * NR + c`; the caller writes every pair.
+    /// (Columns from `n` to `NR` only reach columns of the product that are never stored.)
+    pub(crate) fn single_panel(&mut self, k: usize, n: usize) -> &mut [u32] {
+        assert!(n <= NR, "bf16 gemm: {n} columns in one panel");
+        self.begin(k, n.max(1));
+        self.n = n;
+        &mut self.data
     }
 
     /// Packs pair `q`: rows `2q` (`even`) and `2q + 1` (`odd`, `None` past an odd `k`) of
