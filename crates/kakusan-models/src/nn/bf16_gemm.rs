@@ -102,10 +102,7 @@ impl PackedA {
             "bf16 gemm: A has {} values for {m}x{k}",
             w.len()
         );
-        Self::pack(m, k, |row, kk| {
-            let at = |j: usize| if j < k { w[row * k + j] } else { bf16::ZERO };
-            bf16_pair(at(kk), at(kk + 1))
-        })
+        Self::pack_rows(m, k, |row| &w[row * k..][..k], bf16_pair)
     }
 
     /// `m x k` f32 values, rows `ld` apart, rounded to bf16 (a linear layer's input).
@@ -114,10 +111,32 @@ impl PackedA {
             m == 0 || (m - 1) * ld + k <= x.len(),
             "bf16 gemm: A too short"
         );
-        Self::pack(m, k, |row, kk| {
-            let at = |j: usize| if j < k { x[row * ld + j] } else { 0.0 };
-            f32_pair(at(kk), at(kk + 1))
-        })
+        Self::pack_rows(m, k, |row| &x[row * ld..][..k], f32_pair)
+    }
+
+    /// Packs rows given as slices of `k` values, `pair` making one pair (a zero `T` pads
+    /// an odd `k`).
+    fn pack_rows<'a, T: Copy + Default + 'a>(
+        m: usize,
+        k: usize,
+        row: impl Fn(usize) -> &'a [T],
+        pair: impl Fn(T, T) -> u32,
+    ) -> Self {
+        let pairs = k.div_ceil(2);
+        let mut data = vec![0u32; m.div_ceil(MR) * pairs * MR];
+        for (p, panel) in data.chunks_mut((pairs * MR).max(1)).enumerate() {
+            for r in 0..(m - p * MR).min(MR) {
+                let values = row(p * MR + r);
+                let mut to = panel[r..].iter_mut().step_by(MR);
+                for (two, d) in values.chunks_exact(2).zip(&mut to) {
+                    *d = pair(two[0], two[1]);
+                }
+                if let (&[last], Some(d)) = (values.chunks_exact(2).remainder(), to.next()) {
+                    *d = pair(last, T::default());
+                }
+            }
+        }
+        Self { data, m, pairs }
     }
 
     /// `A = X^T` for f32 `X` (`k x m`, rows `ld` apart), rounded to bf16 (the values of an
