@@ -339,8 +339,7 @@ pub struct ModelArgs {
     pub device: String,
     /// f32, f16 or bf16. On the CPU, bf16 stores the UNet's and the VAE's weights in bf16
     /// (half the memory) and multiplies at bf16 precision with f32 sums (on the CPU's bf16
-    /// dot-product instructions, AVX-512 BF16, when it has them: about 1.5x faster than
-    /// f32); the rest stays f32.
+    /// dot-product instructions, AVX-512 BF16, when it has them); the rest stays f32.
     #[arg(long, default_value = "f32")]
     pub dtype: String,
     /// Override the detected prediction type: eps or v.
