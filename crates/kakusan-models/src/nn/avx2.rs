@@ -1,4 +1,4 @@
-//! Running a kernel's loops 8 lanes wide where the CPU allows.
+//! Running a kernel's loops 8 (AVX2) or 16 (AVX-512) lanes wide where the CPU allows.
 //!
 //! The crates are built for the baseline x86-64 target (SSE2: 4 f32 lanes), so that the
 //! binary runs on any x86-64 machine. [`with_avx2`] runs a closure inside a function
