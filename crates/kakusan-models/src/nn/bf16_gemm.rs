@@ -253,21 +253,7 @@ impl PackedB {
             k == 0 || n == 0 || (n - 1) * ld + k <= x.len(),
             "bf16 gemm: B too short"
         );
-        let pairs = self.begin(k, n);
-        for (j, panel) in self.data.chunks_mut((pairs * NR).max(1)).enumerate() {
-            let c0 = j * NR;
-            let cols = (n - c0).min(NR);
-            for c in 0..cols {
-                let row = &x[(c0 + c) * ld..][..k];
-                for q in 0..pairs {
-                    let hi = row.get(2 * q + 1).copied().unwrap_or(0.0);
-                    panel[q * NR + c] = f32_pair(row[2 * q], hi);
-                }
-            }
-            for q in 0..pairs {
-                panel[q * NR + cols..(q + 1) * NR].fill(0);
-            }
-        }
+        self.pack_transposed(n, k, |c| &x[c * ld..][..k], f32_pair);
     }
 
     /// Packs `B = W^T` from bf16 `W` (`n x k`, row-major: a linear layer's weight).
@@ -278,20 +264,34 @@ impl PackedB {
             w.len()
         );
         let mut b = Self::default();
-        let pairs = b.begin(k, n);
-        for (j, panel) in b.data.chunks_mut((pairs * NR).max(1)).enumerate() {
+        b.pack_transposed(n, k, |c| &w[c * k..][..k], bf16_pair);
+        b
+    }
+
+    /// Packs `B = X^T` from the rows of `X` (column `c` of `B` is `row(c)`, `k` values),
+    /// `pair` making one pair (a zero `T` pads an odd `k`).
+    fn pack_transposed<'a, T: Copy + Default + 'a>(
+        &mut self,
+        n: usize,
+        k: usize,
+        row: impl Fn(usize) -> &'a [T],
+        pair: impl Fn(T, T) -> u32,
+    ) {
+        let pairs = self.begin(k, n);
+        for (j, panel) in self.data.chunks_mut((pairs * NR).max(1)).enumerate() {
             let c0 = j * NR;
             let cols = (n - c0).min(NR);
             for c in 0..cols {
-                let row = &w[(c0 + c) * k..][..k];
+                let values = row(c0 + c);
                 for q in 0..pairs {
-                    let hi = row.get(2 * q + 1).copied().unwrap_or(bf16::ZERO);
-                    panel[q * NR + c] = bf16_pair(row[2 * q], hi);
+                    let hi = values.get(2 * q + 1).copied().unwrap_or_default();
+                    panel[q * NR + c] = pair(values[2 * q], hi);
                 }
             }
-            // Columns past `n` stay zero (a fresh buffer).
+            for q in 0..pairs {
+                panel[q * NR + cols..(q + 1) * NR].fill(0);
+            }
         }
-        b
     }
 }
 
