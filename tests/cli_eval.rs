@@ -1,7 +1,7 @@
-//! `kakusan eval --check-targets`: a model that draws nothing recognisable fails the check
-//! with a clear message. (The shipped kakusan-mini still misses the glyph target, so the
-//! end-to-end adherence test, `cli_builtin_model.rs`, checks the attributes it does meet; once
-//! glyphs pass too, `--check-targets` on its first 20 held-out prompts belongs here.)
+//! `kakusan eval --check-targets`: the shipped kakusan-mini meets its adherence targets on the
+//! first 20 held-out prompts (issue 4 item 5's end-to-end test; on all 200 the stage-8 model
+//! reads glyph 86.5 %, colour 98.6 %, background and position 100 %), and a model that draws
+//! nothing recognisable fails the check with a clear message.
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -35,4 +35,18 @@ fn a_model_that_draws_noise_misses_the_targets() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("adherence below target"), "{stderr}");
+}
+
+/// The built-in model (the default `--model`) passes the check on the first 20 held-out
+/// prompts: colour >= 90 %, glyph >= 85 %, position >= 85 %, background >= 90 % of the 14
+/// one-object pictures (measured: 92.9 / 100 / 100 / 100 %; colour has one picture of margin).
+#[test]
+fn the_built_in_model_meets_the_targets() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = eval(None, 20, &tmp.path().join("grid.png"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("every adherence target met"), "{stdout}");
+    assert!(tmp.path().join("grid.png").exists());
 }
