@@ -55,12 +55,24 @@ impl AttentionOp {
     }
 }
 
+/// An attention's sizes `(n, lq, lk, d, dv)`.
+type Sizes = (usize, usize, usize, usize, usize);
+
+/// The f32 data of an attention op's `q`, `k`, `v` (contiguous) and their sizes, checked:
+/// what the f32 and the bf16 attention ops read.
+pub(crate) fn operands<'a>(
+    (s1, l1): (&'a CpuStorage, &Layout),
+    (s2, l2): (&'a CpuStorage, &Layout),
+    (s3, l3): (&'a CpuStorage, &Layout),
+) -> Result<([&'a [f32]; 3], Sizes)> {
+    let q = contiguous_f32(s1, l1, "attention: q")?;
+    let k = contiguous_f32(s2, l2, "attention: k")?;
+    let v = contiguous_f32(s3, l3, "attention: v")?;
+    Ok(([q, k, v], sizes(l1.dims(), l2.dims(), l3.dims())?))
+}
+
 /// The sizes `(n, lq, lk, d, dv)` of an attention, checked.
-pub(crate) fn sizes(
-    q: &[usize],
-    k: &[usize],
-    v: &[usize],
-) -> Result<(usize, usize, usize, usize, usize)> {
+fn sizes(q: &[usize], k: &[usize], v: &[usize]) -> Result<Sizes> {
     let (&[n, lq, d], &[nk, lk, dk], &[nv, lv, dv]) = (q, k, v) else {
         bail!("attention: q {q:?}, k {k:?}, v {v:?} must be 3-D");
     };
@@ -157,10 +169,7 @@ impl CustomOp3 for AttentionOp {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let q = contiguous_f32(s1, l1, "attention: q")?;
-        let k = contiguous_f32(s2, l2, "attention: k")?;
-        let v = contiguous_f32(s3, l3, "attention: v")?;
-        let (n, lq, lk, d, dv) = sizes(l1.dims(), l2.dims(), l3.dims())?;
+        let ([q, k, v], (n, lq, lk, d, dv)) = operands((s1, l1), (s2, l2), (s3, l3))?;
         let mut out = vec![0f32; n * lq * dv];
         if self.keep_probabilities && n * lq * lk <= MAX_KEPT_PROBABILITIES {
             // Training: one task per item, its probabilities written where they are kept.

@@ -163,8 +163,6 @@ impl BandedConv {
             row_stride: out_plane,
         };
         assert!(tasks.iter().all(|&(b, _, r1)| b < batch && r1 <= ho));
-        // One task per band: its patch matrix (in a buffer reused by the thread), then a
-        // single-threaded GEMM into the band's part of the output.
         // The band's product: `dst += w @ rhs`, rhs `rows x n` with rows `rhs_stride` apart.
         let product = |buffers: &mut BandBuffers,
                        dst: BandOutput,

@@ -14,10 +14,9 @@
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape};
 use rayon::prelude::*;
 
-use super::attention_op::sizes;
+use super::attention_op::operands;
 use super::avx2::with_avx512;
 use super::bf16_gemm::{f32_pair, gemm_bf16, Kernel, PackedA, PackedB, NR};
-use super::cpu_f32::contiguous_f32;
 use super::fast_exp::exp_approx;
 
 /// `softmax(q k^T * scale) v` over `[N, Lq, d]`, `[N, Lk, d]`, `[N, Lk, dv]` at bf16
@@ -39,7 +38,6 @@ struct BlockBuffers {
 impl Bf16Attention {
     /// One block of `rows` (at most [`NR`]) queries `qb` (`rows x d`) of an item, into `o`
     /// (`rows x dv`).
-    #[allow(clippy::too_many_arguments)]
     fn block(
         &self,
         buf: &mut BlockBuffers,
@@ -137,10 +135,7 @@ impl CustomOp3 for Bf16Attention {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let q = contiguous_f32(s1, l1, "attention: q")?;
-        let k = contiguous_f32(s2, l2, "attention: k")?;
-        let v = contiguous_f32(s3, l3, "attention: v")?;
-        let (n, lq, lk, d, dv) = sizes(l1.dims(), l2.dims(), l3.dims())?;
+        let ([q, k, v], (n, lq, lk, d, dv)) = operands((s1, l1), (s2, l2), (s3, l3))?;
         let mut out = vec![0f32; n * lq * dv];
         if dv > 0 {
             out.par_chunks_mut((lq * dv).max(1))

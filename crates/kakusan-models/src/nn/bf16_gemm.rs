@@ -18,9 +18,12 @@
 //! (`bf16_linear_op.rs`).
 //!
 //! [`Kernel::Portable`] computes the same in plain Rust on the same packed operands: the
-//! reference of the tests on any machine, and the kernel where no native one exists.
+//! reference of the tests on any machine (without a native kernel the layers keep the
+//! widened-weight f32 GEMM, which is faster).
 
 use half::bf16;
+
+use super::cpu_bf16::bf16_bits;
 
 /// Rows of `A` (and of the `C` tile) per panel.
 pub(crate) const MR: usize = 12;
@@ -59,19 +62,6 @@ impl Kernel {
             }
             None
         })
-    }
-}
-
-/// The bf16 bits of `v` rounded to nearest, ties to even (a NaN stays a quiet NaN), in the
-/// low 16 bits.
-#[inline(always)]
-fn bf16_bits(v: f32) -> u32 {
-    let bits = v.to_bits();
-    let rounded = bits.wrapping_add(0x7fff + ((bits >> 16) & 1)) >> 16;
-    if v.is_nan() {
-        (bits >> 16) | 0x40
-    } else {
-        rounded
     }
 }
 
@@ -207,9 +197,8 @@ impl PackedB {
     /// panel: pair `q` of column `c` goes at `q * NR + c`; the caller writes every pair.
     /// (Columns from `n` to `NR` only reach columns of the product that are never stored.)
     pub(crate) fn single_panel(&mut self, k: usize, n: usize) -> &mut [u32] {
-        assert!(n <= NR, "bf16 gemm: {n} columns in one panel");
-        self.begin(k, n.max(1));
-        self.n = n;
+        assert!((1..=NR).contains(&n), "bf16 gemm: {n} columns in one panel");
+        self.begin(k, n);
         &mut self.data
     }
 

@@ -34,16 +34,24 @@ pub(crate) fn widen_small_parameter(t: Tensor) -> Result<Tensor> {
     }
 }
 
-/// One f32 rounded to the nearest bf16 (ties to even), returned as the f32 of that bf16.
-/// NaN stays NaN; values that round past the largest bf16 become infinite.
+/// The bits of `v` rounded to the nearest bf16 (ties to even), in the low 16 bits. A NaN
+/// stays a (quiet) NaN; values that round past the largest bf16 become infinite. The one
+/// rounding of the bf16 paths: [`round_to_bf16`] and the bf16 GEMM's packing.
+#[inline(always)]
+pub(crate) fn bf16_bits(v: f32) -> u32 {
+    let bits = v.to_bits();
+    let rounded = bits.wrapping_add(0x7fff + ((bits >> 16) & 1)) >> 16;
+    if v.is_nan() {
+        (bits >> 16) | 0x40
+    } else {
+        rounded
+    }
+}
+
+/// One f32 rounded to the nearest bf16, returned as the f32 of that bf16.
 #[inline(always)]
 fn round_one(v: f32) -> f32 {
-    let bits = v.to_bits();
-    if v.is_nan() {
-        return v;
-    }
-    let lsb = (bits >> 16) & 1;
-    f32::from_bits(bits.wrapping_add(0x7fff + lsb) & 0xffff_0000)
+    f32::from_bits(bf16_bits(v) << 16)
 }
 
 /// Rounds every value to the nearest bf16 in place (the activation operand of a bf16
