@@ -7,12 +7,14 @@
 //! and pads the two halves' gradients back with zero tensors. Here forward and backward are
 //! one pass each, branch-free so the compiler vectorises them: the normal CDF from
 //! Abramowitz & Stegun's rational approximation 7.1.26 of `erfc` (absolute error below
-//! 1.5e-7) and an `exp` by range reduction and a polynomial. Inference keeps candle's exact
-//! `gelu_erf` (parity with PyTorch); the training values differ from it by about 1e-7.
+//! 1.5e-7) and an `exp` by range reduction and a polynomial. f32 inference keeps candle's
+//! exact `gelu_erf` (parity with PyTorch); the training values differ from it by about 1e-7.
+//! `--dtype bf16` inference on the CPU uses this op's forward too.
 
 use candle_core::{bail, CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::avx2::with_avx512;
 use super::cpu_f32::{contiguous_f32, f32_view};
 use super::fast_exp::exp_approx;
 
@@ -64,12 +66,18 @@ impl CustomOp1 for GegluOp {
         out.par_chunks_mut(inner * ROWS_PER_TASK)
             .zip(h.par_chunks(2 * inner * ROWS_PER_TASK))
             .for_each(|(out, h)| {
-                for (o, h) in out.chunks_exact_mut(inner).zip(h.chunks_exact(2 * inner)) {
-                    let (value, gate) = h.split_at(inner);
-                    for ((o, &v), &g) in o.iter_mut().zip(value).zip(gate) {
-                        *o = v * g * normal_cdf_pdf(g).0;
-                    }
-                }
+                with_avx512(
+                    #[inline(always)]
+                    || {
+                        let rows = out.chunks_exact_mut(inner).zip(h.chunks_exact(2 * inner));
+                        for (o, h) in rows {
+                            let (value, gate) = h.split_at(inner);
+                            for ((o, &v), &g) in o.iter_mut().zip(value).zip(gate) {
+                                *o = v * g * normal_cdf_pdf(g).0;
+                            }
+                        }
+                    },
+                )
             });
         if let Some(last) = dims.last_mut() {
             *last = inner;
@@ -86,21 +94,31 @@ impl CustomOp1 for GegluOp {
             .zip(hv.par_chunks(2 * inner * ROWS_PER_TASK))
             .zip(gv.par_chunks(inner * ROWS_PER_TASK))
             .for_each(|((dh, h), g)| {
-                let rows = dh
-                    .chunks_exact_mut(2 * inner)
-                    .zip(h.chunks_exact(2 * inner));
-                for ((dh, h), g) in rows.zip(g.chunks_exact(inner)) {
-                    let (dvalue, dgate) = dh.split_at_mut(inner);
-                    let (value, gate) = h.split_at(inner);
-                    for i in 0..inner {
-                        let (cdf, pdf) = normal_cdf_pdf(gate[i]);
-                        // d/dv = gelu(gate); d/dgate = v * (Phi(gate) + gate * phi(gate)).
-                        dvalue[i] = g[i] * gate[i] * cdf;
-                        dgate[i] = g[i] * value[i] * (cdf + gate[i] * pdf);
-                    }
-                }
+                with_avx512(
+                    #[inline(always)]
+                    || geglu_backward_rows(dh, h, g, inner),
+                )
             });
         Ok(Some(Tensor::from_vec(dh, h.shape(), h.device())?))
+    }
+}
+
+/// The backward of [`GegluOp`] for whole rows: `dh` (`2 * inner` per row) from `h` and the
+/// output gradient `g` (`inner` per row).
+#[inline(always)]
+fn geglu_backward_rows(dh: &mut [f32], h: &[f32], g: &[f32], inner: usize) {
+    let rows = dh
+        .chunks_exact_mut(2 * inner)
+        .zip(h.chunks_exact(2 * inner));
+    for ((dh, h), g) in rows.zip(g.chunks_exact(inner)) {
+        let (dvalue, dgate) = dh.split_at_mut(inner);
+        let (value, gate) = h.split_at(inner);
+        for i in 0..inner {
+            let (cdf, pdf) = normal_cdf_pdf(gate[i]);
+            // d/dv = gelu(gate); d/dgate = v * (Phi(gate) + gate * phi(gate)).
+            dvalue[i] = g[i] * gate[i] * cdf;
+            dgate[i] = g[i] * value[i] * (cdf + gate[i] * pdf);
+        }
     }
 }
 
