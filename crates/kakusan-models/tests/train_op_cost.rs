@@ -84,7 +84,7 @@ fn training_ops_against_candle_composites() {
         let map = VarMap::new();
         let vb = VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu);
         let ours_conv = conv2d(c, c, 3, 1, 1, vb.pp("conv")).unwrap();
-        let weight = ours_conv.weight().clone();
+        let weight = ours_conv.weight().expect("an f32 weight").clone();
         let cfg = candle_nn::Conv2dConfig {
             padding: 1,
             ..Default::default()

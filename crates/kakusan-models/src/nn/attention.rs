@@ -114,7 +114,7 @@ impl Attention {
         let k = self.split_heads(&self.to_k.forward(context)?)?;
         let v = self.split_heads(&self.to_v.forward(context)?)?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let out = match bf16_attention_kernel(self.to_q.weight(), &q) {
+        let out = match bf16_attention_kernel(&self.to_q, &q) {
             // `--dtype bf16` on a CPU with a bf16 dot-product kernel: both products in bf16.
             Some(kernel) => {
                 let op = Bf16Attention {
@@ -144,8 +144,8 @@ impl Attention {
 
 /// The bf16 dot-product kernel when the layer's weights are bf16 on the CPU (`--dtype
 /// bf16`), the queries f32 and not training, and the CPU has one.
-fn bf16_attention_kernel(weight: &Tensor, q: &Tensor) -> Option<Kernel> {
-    let applies = super::cpu_bf16::is_cpu_bf16(weight) && q.dtype() == DType::F32 && !q.track_op();
+fn bf16_attention_kernel(to_q: &Linear, q: &Tensor) -> Option<Kernel> {
+    let applies = to_q.is_cpu_bf16() && q.dtype() == DType::F32 && !q.track_op();
     applies.then(Kernel::native).flatten()
 }
 

@@ -11,12 +11,13 @@
 //!
 //! With bf16 weights (`--dtype bf16` on the CPU) each band's patch matrix is packed as bf16
 //! pairs and multiplied by the CPU's bf16 dot-product kernel (`bf16_gemm.rs`) when it has
-//! one; elsewhere the weights are widened to f32 for the call and the input rounded to bf16
-//! (see `cpu_bf16.rs`). Both compute the same exact products.
+//! one (weights packed once at load: [`PackedBandedConv`]); elsewhere the weights are
+//! widened to f32 for the call and the input rounded to bf16 (see `cpu_bf16.rs`). Both
+//! compute the same exact products.
 //!
 //! Forward only: training takes [`super::conv2d_op`], which has a backward pass.
 
-use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape};
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape};
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
@@ -25,6 +26,7 @@ use super::conv2d_op::geometry;
 use super::cpu_bf16::{rounded_to_bf16, widened_weights};
 use super::cpu_f32::contiguous_f32;
 use super::im2col::{gather_run, Patches};
+use super::prepacked_bf16::PrepackedConv;
 
 /// The largest patch-matrix band (bytes) one task builds (at least one output row).
 pub(crate) const BAND_BYTES: usize = 4 << 20;
@@ -234,6 +236,39 @@ impl BandedConv {
             },
         );
         out
+    }
+}
+
+/// [`BandedConv`] with the weights packed when the layer was loaded (`prepacked_bf16.rs`):
+/// `x` and `bias` are the operands.
+pub(crate) struct PackedBandedConv<'a> {
+    pub conv: BandedConv,
+    pub weight: &'a PrepackedConv,
+}
+
+impl CustomOp2 for PackedBandedConv<'_> {
+    fn name(&self) -> &'static str {
+        "kakusan-packed-banded-conv2d"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        bs: &CpuStorage,
+        bl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (conv, w) = (&self.conv, self.weight);
+        let p = geometry(xl.dims(), &w.dims, conv.stride, conv.padding)?;
+        let x = contiguous_f32(xs, xl, "conv2d: input")?;
+        let bias = contiguous_f32(bs, bl, "conv2d: bias")?;
+        let (batch, cout) = (xl.dims()[0], w.dims[0]);
+        if bias.len() != cout {
+            candle_core::bail!("conv2d: bias has {} values for {cout} channels", bias.len());
+        }
+        let out = conv.run(&p, batch, x, BandWeights::Bf16(&w.a, w.kernel), bias);
+        let shape = Shape::from((batch, cout, p.out_height(), p.out_width()));
+        Ok((CpuStorage::F32(out), shape))
     }
 }
 

@@ -168,6 +168,11 @@ pub(crate) struct PackedB {
 }
 
 impl PackedB {
+    /// The number of columns `n`.
+    pub(crate) fn columns(&self) -> usize {
+        self.n
+    }
+
     /// Repacks from `k x n` f32 values, rows `ld` apart, rounded to bf16 (a 1x1
     /// convolution's picture, or the exponentials of an attention).
     pub(crate) fn pack_f32_rows(&mut self, p: &[f32], k: usize, n: usize, ld: usize) {

@@ -3,12 +3,13 @@
 //! f32 sums (`cpu_bf16.rs`), on the CPU's bf16 dot-product kernel (`bf16_gemm.rs`) when it
 //! has one, in blocks of rows on all threads. Inference only: no backward.
 
-use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape};
+use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape};
 use rayon::prelude::*;
 
 use super::bf16_gemm::{gemm_bf16, Kernel, PackedA, PackedB, MR};
 use super::cpu_bf16::{rounded_to_bf16, widened_weights};
 use super::cpu_f32::contiguous_f32;
+use super::prepacked_bf16::PrepackedLinear;
 use super::small_gemm::{matmul_parallel, View};
 
 pub(crate) struct Bf16Linear;
@@ -44,17 +45,7 @@ impl CustomOp2 for Bf16Linear {
                 bail!("bf16 linear: the weight must be contiguous")
             };
             let b = PackedB::from_bf16_transposed(&w[start..end], out, features);
-            // Blocks of whole A panels, at least four per thread.
-            let tasks = 4 * rayon::current_num_threads();
-            let block = rows.div_ceil(tasks).next_multiple_of(MR).max(MR);
-            y.par_chunks_mut(block * out)
-                .zip(x.par_chunks(block * features))
-                .for_each(|(y, x)| {
-                    let m = x.len() / features.max(1);
-                    let a = PackedA::from_f32_rows(x, m, features, features);
-                    // SAFETY: y holds the block's m rows of `out` values.
-                    unsafe { gemm_bf16(kernel, y.as_mut_ptr(), out, &a, &b, false) };
-                });
+            packed_product(&mut y, x, features, &b, kernel);
             return Ok((CpuStorage::F32(y), Shape::from((rows, out))));
         }
         let x = rounded_to_bf16(x);
@@ -68,6 +59,56 @@ impl CustomOp2 for Bf16Linear {
             View::row_major(&w, features).transposed(),
         );
         Ok((CpuStorage::F32(y), Shape::from((rows, out))))
+    }
+}
+
+/// `y = x W^T` for `x` `[rows, features]` and `W^T` packed as `b` (`features x out`), in
+/// blocks of rows on all threads; `y` holds `rows x out` values, overwritten.
+fn packed_product(y: &mut [f32], x: &[f32], features: usize, b: &PackedB, kernel: Kernel) {
+    let out = b.columns();
+    let rows = x.len() / features.max(1);
+    assert!(y.len() >= rows * out);
+    if rows * out * features == 0 {
+        y.fill(0.0);
+        return;
+    }
+    // Blocks of whole A panels, at least four per thread.
+    let tasks = 4 * rayon::current_num_threads();
+    let block = rows.div_ceil(tasks).next_multiple_of(MR).max(MR);
+    y.par_chunks_mut(block * out)
+        .zip(x.par_chunks(block * features))
+        .for_each(|(y, x)| {
+            let m = x.len() / features;
+            let a = PackedA::from_f32_rows(x, m, features, features);
+            // SAFETY: y holds the block's m rows of `out` values.
+            unsafe { gemm_bf16(kernel, y.as_mut_ptr(), out, &a, b, false) };
+        });
+}
+
+/// `y = x W^T` with `W` packed when the layer was loaded (`prepacked_bf16.rs`): f32 `x`
+/// `[rows, in]` in, f32 `[rows, out]` out. Inference only.
+pub(crate) struct PackedBf16Linear<'a>(pub &'a PrepackedLinear);
+
+impl CustomOp1 for PackedBf16Linear<'_> {
+    fn name(&self) -> &'static str {
+        "kakusan-packed-bf16-linear"
+    }
+
+    fn cpu_fwd(&self, xs: &CpuStorage, xl: &Layout) -> Result<(CpuStorage, Shape)> {
+        let w = self.0;
+        let &[rows, features] = xl.dims() else {
+            bail!("bf16 linear: expects [rows, in], got {:?}", xl.dims())
+        };
+        if features != w.features {
+            bail!(
+                "bf16 linear: input has {features} features, the weight {}",
+                w.features
+            );
+        }
+        let x = contiguous_f32(xs, xl, "bf16 linear: input")?;
+        let mut y = vec![0f32; rows * w.out];
+        packed_product(&mut y, x, features, &w.b, w.kernel);
+        Ok((CpuStorage::F32(y), Shape::from((rows, w.out))))
     }
 }
 

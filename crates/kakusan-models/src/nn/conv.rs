@@ -8,19 +8,29 @@
 //! bf16 weights on the CPU (`--dtype bf16`) take the banded convolution too, with f32
 //! activations (`cpu_bf16.rs`). Other devices and dtypes use candle's conv2d.
 
-use candle_core::{Module, Result, Tensor};
+use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 
-use super::banded_conv::{BandedConv, BAND_BYTES};
+use super::banded_conv::{BandedConv, PackedBandedConv, BAND_BYTES};
 use super::conv2d_op::Conv2dOp;
+use super::prepacked_bf16::{prepack_conv, PrepackedConv};
 
 /// `Conv2d` with a square kernel, bias, dilation 1 and one group.
 #[derive(Debug, Clone)]
 pub struct Conv2d {
-    weight: Tensor,
+    weight: ConvWeight,
     bias: Tensor,
     stride: usize,
     padding: usize,
+}
+
+/// The weight as the layer multiplies it.
+#[derive(Debug, Clone)]
+enum ConvWeight {
+    Tensor(Tensor),
+    /// bf16 on a CPU with a bf16 dot-product kernel: packed once at load, the tensor dropped
+    /// (`prepacked_bf16.rs`).
+    Packed(PrepackedConv),
 }
 
 /// Builds a square-kernel convolution with bias (PyTorch's default initialisation when the
@@ -48,54 +58,92 @@ pub fn conv2d(
             up: bound,
         },
     )?;
-    Ok(Conv2d {
+    Conv2d::new(
         weight,
-        bias: super::cpu_bf16::widen_small_parameter(bias)?,
-        stride: stride.max(1),
+        super::cpu_bf16::widen_small_parameter(bias)?,
+        stride,
         padding,
-    })
+    )
 }
 
 impl Conv2d {
-    pub fn weight(&self) -> &Tensor {
-        &self.weight
+    /// A convolution of `weight` `[out, in, k, k]` and `bias` `[out]`; a bf16 weight on a
+    /// CPU with a bf16 dot-product kernel is packed for it now (and kept only in that form).
+    pub fn new(weight: Tensor, bias: Tensor, stride: usize, padding: usize) -> Result<Self> {
+        let weight = match prepack_conv(&weight)? {
+            Some(packed) => ConvWeight::Packed(packed),
+            None => ConvWeight::Tensor(weight),
+        };
+        Ok(Self {
+            weight,
+            bias,
+            stride: stride.max(1),
+            padding,
+        })
+    }
+
+    /// The weight tensor, `None` when it was packed at load (`--dtype bf16` on a CPU with
+    /// a bf16 dot-product kernel).
+    pub fn weight(&self) -> Option<&Tensor> {
+        match &self.weight {
+            ConvWeight::Tensor(w) => Some(w),
+            ConvWeight::Packed(_) => None,
+        }
     }
 
     /// Whether this is CPU f32 training: gradients tracked through `x` or the weight.
     fn training_path(&self, x: &Tensor) -> bool {
-        super::cpu_f32::cpu_f32_training(&[x, &self.weight])
+        match &self.weight {
+            ConvWeight::Tensor(w) => super::cpu_f32::cpu_f32_training(&[x, w]),
+            ConvWeight::Packed(_) => false,
+        }
     }
 
     /// The banded inference convolution (`banded_conv.rs`), bands of `band_bytes`.
     fn forward_banded(&self, x: &Tensor, band_bytes: usize) -> Result<Tensor> {
-        let op = BandedConv {
+        let conv = BandedConv {
             stride: self.stride,
             padding: self.padding,
             band_bytes,
         };
-        x.contiguous()?
-            .apply_op3_no_bwd(&self.weight.contiguous()?, &self.bias.contiguous()?, &op)
+        let (x, bias) = (x.contiguous()?, self.bias.contiguous()?);
+        match &self.weight {
+            ConvWeight::Tensor(w) => x.apply_op3_no_bwd(&w.contiguous()?, &bias, &conv),
+            ConvWeight::Packed(weight) => {
+                x.apply_op2_no_bwd(&bias, &PackedBandedConv { conv, weight })
+            }
+        }
     }
 }
 
 impl Module for Conv2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let weight = match &self.weight {
+            ConvWeight::Tensor(w) => w,
+            // Only on the CPU: f32 activations, as `--dtype bf16` keeps them.
+            ConvWeight::Packed(_) if x.dtype() == DType::F32 => {
+                return self.forward_banded(x, BAND_BYTES)
+            }
+            ConvWeight::Packed(_) => {
+                return self
+                    .forward_banded(&x.to_dtype(DType::F32)?, BAND_BYTES)?
+                    .to_dtype(x.dtype())
+            }
+        };
         if self.training_path(x) {
             let op = Conv2dOp {
                 stride: self.stride,
                 padding: self.padding,
             };
-            return x.contiguous()?.apply_op3(
-                &self.weight.contiguous()?,
-                &self.bias.contiguous()?,
-                op,
-            );
+            return x
+                .contiguous()?
+                .apply_op3(&weight.contiguous()?, &self.bias.contiguous()?, op);
         }
-        if x.device().is_cpu() && x.dtype() == candle_core::DType::F32 {
+        if x.device().is_cpu() && x.dtype() == DType::F32 {
             // f32 weights, or bf16 ones (`cpu_bf16.rs`): the banded kernel reads both.
             return self.forward_banded(x, BAND_BYTES);
         }
-        let y = x.conv2d(&self.weight, self.padding, self.stride, 1, 1)?;
+        let y = x.conv2d(weight, self.padding, self.stride, 1, 1)?;
         let c = self.bias.dim(0)?;
         y.broadcast_add(&self.bias.reshape((1, c, 1, 1))?)
     }
@@ -126,12 +174,13 @@ mod tests {
         let w =
             Var::from_tensor(&Tensor::randn(0f32, 0.3, (cout, c, k, k), &dev).unwrap()).unwrap();
         let bias = Var::from_tensor(&Tensor::randn(0f32, 0.3, cout, &dev).unwrap()).unwrap();
-        let conv = Conv2d {
-            weight: w.as_tensor().clone(),
-            bias: bias.as_tensor().clone(),
+        let conv = Conv2d::new(
+            w.as_tensor().clone(),
+            bias.as_tensor().clone(),
             stride,
             padding,
-        };
+        )
+        .unwrap();
         assert!(conv.training_path(x.as_tensor()));
         let ours = conv.forward(x.as_tensor()).unwrap();
         let theirs = x
@@ -198,12 +247,7 @@ mod tests {
             let w =
                 Var::from_tensor(&Tensor::randn(0f32, 0.3, (4, 3, 3, 3), &dev).unwrap()).unwrap();
             let bias = Var::from_tensor(&Tensor::randn(0f32, 0.3, 4, &dev).unwrap()).unwrap();
-            let conv = Conv2d {
-                weight: w.as_tensor().clone(),
-                bias: bias.as_tensor().clone(),
-                stride: 1,
-                padding: 1,
-            };
+            let conv = Conv2d::new(w.as_tensor().clone(), bias.as_tensor().clone(), 1, 1).unwrap();
             let ours = conv.forward(&x).unwrap();
             let theirs = x
                 .conv2d(w.as_tensor(), 1, 1, 1, 1)
@@ -241,23 +285,26 @@ mod tests {
     #[test]
     fn paths_by_dtype_and_tracking() {
         let dev = Device::Cpu;
-        let conv = Conv2d {
-            weight: Tensor::randn(0f32, 0.3, (3, 2, 3, 3), &dev).unwrap(),
-            bias: Tensor::randn(0f32, 0.3, 3, &dev).unwrap(),
-            stride: 1,
-            padding: 1,
-        };
+        let conv = Conv2d::new(
+            Tensor::randn(0f32, 0.3, (3, 2, 3, 3), &dev).unwrap(),
+            Tensor::randn(0f32, 0.3, 3, &dev).unwrap(),
+            1,
+            1,
+        )
+        .unwrap();
         let x = Tensor::randn(0f32, 1.0, (1, 2, 4, 5), &dev).unwrap();
         assert!(!conv.training_path(&x));
         let plain = conv.forward(&x).unwrap();
         let tracked = conv
             .forward(Var::from_tensor(&x).unwrap().as_tensor())
             .unwrap();
-        let as_f64 = Conv2d {
-            weight: conv.weight.to_dtype(DType::F64).unwrap(),
-            bias: conv.bias.to_dtype(DType::F64).unwrap(),
-            ..conv.clone()
-        };
+        let as_f64 = Conv2d::new(
+            conv.weight().unwrap().to_dtype(DType::F64).unwrap(),
+            conv.bias.to_dtype(DType::F64).unwrap(),
+            conv.stride,
+            conv.padding,
+        )
+        .unwrap();
         let wide = as_f64
             .forward(&x.to_dtype(DType::F64).unwrap())
             .unwrap()
@@ -287,14 +334,15 @@ mod tests {
         ];
         for (b, c, cout, k, stride, padding, h, w) in cases {
             let x = Tensor::randn(0f32, 1.0, (b, c, h, w), &dev).unwrap();
-            let conv = Conv2d {
-                weight: Tensor::randn(0f32, 0.3, (cout, c, k, k), &dev).unwrap(),
-                bias: Tensor::randn(0f32, 0.3, cout, &dev).unwrap(),
+            let conv = Conv2d::new(
+                Tensor::randn(0f32, 0.3, (cout, c, k, k), &dev).unwrap(),
+                Tensor::randn(0f32, 0.3, cout, &dev).unwrap(),
                 stride,
                 padding,
-            };
+            )
+            .unwrap();
             let theirs = x
-                .conv2d(&conv.weight, padding, stride, 1, 1)
+                .conv2d(conv.weight().unwrap(), padding, stride, 1, 1)
                 .unwrap()
                 .broadcast_add(&conv.bias.reshape((1, cout, 1, 1)).unwrap())
                 .unwrap();
@@ -332,7 +380,12 @@ mod tests {
             map.insert("bias".to_string(), bias.to_dtype(DType::BF16).unwrap());
             let vb = VarBuilder::from_tensors(map, DType::BF16, &dev);
             let conv = conv2d(c, cout, k, stride, padding, vb).unwrap();
-            assert_eq!(conv.weight.dtype(), DType::BF16);
+            // Packed at load (and the tensor dropped) exactly where the CPU has a bf16
+            // dot-product kernel; a bf16 tensor otherwise.
+            match conv.weight() {
+                Some(w) => assert_eq!(w.dtype(), DType::BF16),
+                None => assert!(super::super::bf16_gemm::Kernel::native().is_some()),
+            }
             assert_eq!(conv.bias.dtype(), DType::F32);
             let x = Tensor::randn(0f32, 1.0, (b, c, h, w), &dev).unwrap();
             let ours = conv.forward(&x).unwrap();
@@ -342,7 +395,11 @@ mod tests {
                 .unwrap()
                 .to_dtype(DType::F32)
                 .unwrap();
-            let wide = conv.weight.to_dtype(DType::F32).unwrap();
+            let wide = weight
+                .to_dtype(DType::BF16)
+                .unwrap()
+                .to_dtype(DType::F32)
+                .unwrap();
             let theirs = rounded
                 .conv2d(&wide, padding, stride, 1, 1)
                 .unwrap()
@@ -387,25 +444,30 @@ mod tests {
             (1, 128, 128, 512, 3),
         ] {
             let x = Tensor::randn(0f32, 1.0, (b, c, hw, hw), &dev).unwrap();
-            let conv = Conv2d {
-                weight: Tensor::randn(0f32, 0.05, (cout, c, k, k), &dev).unwrap(),
-                bias: Tensor::randn(0f32, 0.05, cout, &dev).unwrap(),
-                stride: 1,
-                padding: k / 2,
-            };
+            let conv = Conv2d::new(
+                Tensor::randn(0f32, 0.05, (cout, c, k, k), &dev).unwrap(),
+                Tensor::randn(0f32, 0.05, cout, &dev).unwrap(),
+                1,
+                k / 2,
+            )
+            .unwrap();
             let gflop = 2.0 * (b * cout * c * k * k * hw * hw) as f64 / 1e9;
             let banded = time(&|| conv.forward_banded(&x, BAND_BYTES).unwrap());
             for mb in [1usize, 16, 64] {
                 let t = time(&|| conv.forward_banded(&x, mb << 20).unwrap());
                 println!("  band {mb} MB: {t:.0} ms");
             }
-            let bf16_conv = Conv2d {
-                weight: conv.weight.to_dtype(DType::BF16).unwrap(),
-                ..conv.clone()
-            };
+            let weight = conv.weight().unwrap();
+            let bf16_conv = Conv2d::new(
+                weight.to_dtype(DType::BF16).unwrap(),
+                conv.bias.clone(),
+                1,
+                k / 2,
+            )
+            .unwrap();
             let bf16 = time(&|| bf16_conv.forward(&x).unwrap());
             let candle = time(&|| {
-                x.conv2d(&conv.weight, k / 2, 1, 1, 1)
+                x.conv2d(weight, k / 2, 1, 1, 1)
                     .unwrap()
                     .broadcast_add(&conv.bias.reshape((1, cout, 1, 1)).unwrap())
                     .unwrap()

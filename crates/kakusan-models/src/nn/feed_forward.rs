@@ -34,8 +34,7 @@ impl Geglu {
         // Training on the CPU in f32: one fused op with an analytic backward. bf16 weights
         // on the CPU (`--dtype bf16`, held to PSNR, not to PyTorch's f32 parity) take it too:
         // one vectorised pass instead of libm's scalar `erf` and two more tensors.
-        let bf16_inference =
-            super::cpu_bf16::is_cpu_bf16(self.proj.weight()) && h.dtype() == DType::F32;
+        let bf16_inference = self.proj.is_cpu_bf16() && h.dtype() == DType::F32;
         if bf16_inference || super::cpu_f32::cpu_f32_training(&[&h]) {
             let op = super::geglu_op::GegluOp { inner: self.inner };
             return h.contiguous()?.apply_op1(op);

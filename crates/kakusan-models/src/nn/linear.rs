@@ -5,19 +5,30 @@
 //! (whose gradient would be a strided sum), and the bias goes through
 //! [`add_channel_bias`]. Weights are created with the same initialisation hints as
 //! `candle_nn::linear` when a builder creates variables. bf16 weights on the CPU (`--dtype
-//! bf16`) multiply f32 activations through [`Bf16Linear`].
+//! bf16`) multiply f32 activations through [`PackedBf16Linear`] (packed at load) on a CPU
+//! with a bf16 dot-product kernel, else through [`Bf16Linear`].
 
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 
-use super::bf16_linear_op::Bf16Linear;
+use super::bf16_linear_op::{Bf16Linear, PackedBf16Linear};
 use super::channel_bias::add_channel_bias;
+use super::prepacked_bf16::{prepack_linear, PrepackedLinear};
 
 /// `weight` `[out, in]` and an optional `bias` `[out]`.
 #[derive(Debug, Clone)]
 pub struct Linear {
-    weight: Tensor,
+    weight: LinearWeight,
     bias: Option<Tensor>,
+}
+
+/// The weight as the layer multiplies it.
+#[derive(Debug, Clone)]
+enum LinearWeight {
+    Tensor(Tensor),
+    /// bf16 on a CPU with a bf16 dot-product kernel: packed once at load, the tensor dropped
+    /// (`prepacked_bf16.rs`).
+    Packed(PrepackedLinear),
 }
 
 /// A linear layer with bias.
@@ -45,12 +56,42 @@ pub fn linear_b(in_dim: usize, out_dim: usize, bias: bool, vb: VarBuilder) -> Re
     } else {
         None
     };
-    Ok(Linear { weight, bias })
+    Linear::new(weight, bias)
 }
 
 impl Linear {
-    pub fn weight(&self) -> &Tensor {
-        &self.weight
+    /// A layer of `weight` `[out, in]` and `bias`; a bf16 weight on a CPU with a bf16
+    /// dot-product kernel is packed for it now (and kept only in that form).
+    pub fn new(weight: Tensor, bias: Option<Tensor>) -> Result<Self> {
+        let weight = match prepack_linear(&weight)? {
+            Some(packed) => LinearWeight::Packed(packed),
+            None => LinearWeight::Tensor(weight),
+        };
+        Ok(Self { weight, bias })
+    }
+
+    /// The weight tensor, `None` when it was packed at load (`--dtype bf16` on a CPU with
+    /// a bf16 dot-product kernel).
+    pub fn weight(&self) -> Option<&Tensor> {
+        match &self.weight {
+            LinearWeight::Tensor(w) => Some(w),
+            LinearWeight::Packed(_) => None,
+        }
+    }
+
+    /// Whether the layer multiplies by bf16 weights on the CPU (`--dtype bf16`).
+    pub(crate) fn is_cpu_bf16(&self) -> bool {
+        match &self.weight {
+            LinearWeight::Tensor(w) => super::cpu_bf16::is_cpu_bf16(w),
+            LinearWeight::Packed(_) => true,
+        }
+    }
+
+    fn out_dim(&self) -> Result<usize> {
+        match &self.weight {
+            LinearWeight::Tensor(w) => w.dim(0),
+            LinearWeight::Packed(p) => Ok(p.out),
+        }
     }
 }
 
@@ -62,12 +103,22 @@ impl Module for Linear {
         };
         let rows: usize = lead.iter().product();
         let x2 = x.contiguous()?.reshape((rows, features))?;
-        let y = if super::cpu_bf16::is_cpu_bf16(&self.weight) && x.dtype() == DType::F32 {
-            x2.apply_op2_no_bwd(&self.weight, &Bf16Linear)?
-        } else {
-            x2.matmul(&self.weight.t()?)?
+        let y = match &self.weight {
+            LinearWeight::Packed(p) if x.dtype() == DType::F32 => {
+                x2.apply_op1_no_bwd(&PackedBf16Linear(p))?
+            }
+            LinearWeight::Packed(p) => x2
+                .to_dtype(DType::F32)?
+                .apply_op1_no_bwd(&PackedBf16Linear(p))?
+                .to_dtype(x.dtype())?,
+            LinearWeight::Tensor(w)
+                if super::cpu_bf16::is_cpu_bf16(w) && x.dtype() == DType::F32 =>
+            {
+                x2.apply_op2_no_bwd(w, &Bf16Linear)?
+            }
+            LinearWeight::Tensor(w) => x2.matmul(&w.t()?)?,
         };
-        let out_dim = self.weight.dim(0)?;
+        let out_dim = self.out_dim()?;
         let mut out_shape = lead.to_vec();
         out_shape.push(out_dim);
         let y = y.reshape(out_shape)?;
@@ -91,10 +142,7 @@ mod tests {
         let dev = Device::Cpu;
         let w = Var::from_tensor(&Tensor::randn(0f32, 0.5, (5, 3), &dev).unwrap()).unwrap();
         let b = Var::from_tensor(&Tensor::randn(0f32, 0.5, 5, &dev).unwrap()).unwrap();
-        let ours = Linear {
-            weight: w.as_tensor().clone(),
-            bias: Some(b.as_tensor().clone()),
-        };
+        let ours = Linear::new(w.as_tensor().clone(), Some(b.as_tensor().clone())).unwrap();
         let theirs = candle_nn::Linear::new(w.as_tensor().clone(), Some(b.as_tensor().clone()));
         let inputs = [
             Tensor::randn(0f32, 1.0, (4, 3), &dev).unwrap(),
@@ -141,7 +189,13 @@ mod tests {
             ("bias".to_string(), bias),
         ]);
         let lin = linear(10, 6, VarBuilder::from_tensors(map, DType::BF16, &dev)).unwrap();
-        assert_eq!(lin.weight.dtype(), DType::BF16);
+        assert!(lin.is_cpu_bf16());
+        // Packed at load (and the tensor dropped) exactly where the CPU has a bf16
+        // dot-product kernel.
+        assert_eq!(
+            lin.weight().is_none(),
+            super::super::bf16_gemm::Kernel::native().is_some()
+        );
         let b = lin.bias.clone().unwrap();
         assert_eq!(b.dtype(), DType::F32);
         let x = Tensor::randn(0f32, 1.0, (2, 3, 10), &dev).unwrap();

@@ -28,6 +28,7 @@ mod im2col;
 mod layer_norm;
 mod linear;
 pub mod norm_statistics;
+mod prepacked_bf16;
 mod resnet;
 mod small_gemm;
 mod softmax;
