@@ -366,7 +366,11 @@ impl CustomOp3 for FusedGroupNorm {
     }
 }
 
-/// Layer norm over the last dimension with weight and bias.
+/// Rows of a layer norm per parallel task (a fixed count, so that the backward's summed
+/// weight and bias gradients do not depend on the number of threads).
+const LAYER_NORM_ROWS_PER_TASK: usize = 256;
+
+/// Layer norm over the last dimension with weight and bias (rows in parallel).
 pub(crate) struct FusedLayerNorm {
     pub eps: f64,
 }
@@ -397,14 +401,25 @@ impl CustomOp3 for FusedLayerNorm {
             );
         }
         let mut out = vec![0f32; x.len()];
-        for (src, dst) in x.chunks_exact(dim).zip(out.chunks_exact_mut(dim)) {
-            let (mean, rstd) = moments(src, self.eps);
-            let shift = (-(mean * rstd)) as f32;
-            let rstd = rstd as f32;
-            for ((d, &v), (&w, &b)) in dst.iter_mut().zip(src).zip(weight.iter().zip(bias)) {
-                *d = (v * rstd + shift) * w + b;
-            }
-        }
+        let block = dim * LAYER_NORM_ROWS_PER_TASK;
+        out.par_chunks_mut(block)
+            .zip(x.par_chunks(block))
+            .for_each(|(out, x)| {
+                with_avx2(
+                    #[inline(always)]
+                    || {
+                        for (src, dst) in x.chunks_exact(dim).zip(out.chunks_exact_mut(dim)) {
+                            let (mean, rstd) = moments(src, self.eps);
+                            let shift = (-(mean * rstd)) as f32;
+                            let rstd = rstd as f32;
+                            let params = weight.iter().zip(bias);
+                            for ((d, &v), (&w, &b)) in dst.iter_mut().zip(src).zip(params) {
+                                *d = (v * rstd + shift) * w + b;
+                            }
+                        }
+                    },
+                )
+            });
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 
@@ -420,15 +435,37 @@ impl CustomOp3 for FusedLayerNorm {
         let views = (f32_view(x)?, f32_view(grad)?, f32_view(weight)?);
         let (xv, dy, w): (&[f32], &[f32], &[f32]) = (&views.0, &views.1, &views.2);
         let mut dx = vec![0f32; xv.len()];
+        // Blocks of rows on all threads, each with its own weight and bias gradients, summed
+        // in block order afterwards: the blocks do not depend on the thread count, so the
+        // sums are deterministic.
+        let block = dim * LAYER_NORM_ROWS_PER_TASK;
+        let partials: Vec<(Vec<f64>, Vec<f64>)> = dx
+            .par_chunks_mut(block)
+            .zip(xv.par_chunks(block).zip(dy.par_chunks(block)))
+            .map(|(dx, (xv, dy))| {
+                with_avx2(
+                    #[inline(always)]
+                    || {
+                        let (mut dw, mut db) = (vec![0f64; dim], vec![0f64; dim]);
+                        let rows = xv.chunks_exact(dim).zip(dy.chunks_exact(dim));
+                        for ((xs, gs), d) in rows.zip(dx.chunks_exact_mut(dim)) {
+                            // One row is a group of `dim` channels of one position each.
+                            let stats = moments(xs, self.eps);
+                            group_backward(xs, gs, w, 0, 1, stats, d, &mut dw, &mut db);
+                        }
+                        (dw, db)
+                    },
+                )
+            })
+            .collect();
         let (mut dw, mut db) = (vec![0f64; dim], vec![0f64; dim]);
-        for ((xs, gs), d) in xv
-            .chunks_exact(dim)
-            .zip(dy.chunks_exact(dim))
-            .zip(dx.chunks_exact_mut(dim))
-        {
-            // One row is a group of `dim` channels of one position each.
-            let stats = moments(xs, self.eps);
-            group_backward(xs, gs, w, 0, 1, stats, d, &mut dw, &mut db);
+        for (pw, pb) in &partials {
+            for (a, b) in dw.iter_mut().zip(pw) {
+                *a += b;
+            }
+            for (a, b) in db.iter_mut().zip(pb) {
+                *a += b;
+            }
         }
         grads(x, weight, dx, dw, db)
     }

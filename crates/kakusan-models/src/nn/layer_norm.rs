@@ -125,31 +125,36 @@ mod tests {
     fn fused_backward_equals_autograd_of_the_tensor_ops() {
         use candle_core::Var;
         let dev = Device::Cpu;
-        let x = Var::from_tensor(&Tensor::randn(0.7f32, 1.5, (2, 7, 12), &dev).unwrap()).unwrap();
-        let w = Var::from_tensor(&Tensor::randn(1f32, 0.3, 12, &dev).unwrap()).unwrap();
-        let b = Var::from_tensor(&Tensor::randn(0f32, 0.3, 12, &dev).unwrap()).unwrap();
-        // A random upstream gradient, so no symmetry hides a wrong term.
-        let r = Tensor::randn(0f32, 1.0, (2, 7, 12), &dev).unwrap();
-        let norm = LayerNorm::from_tensors(w.as_tensor().clone(), b.as_tensor().clone(), 1e-5);
-        let fused = (norm.forward(x.as_tensor()).unwrap() * &r)
-            .unwrap()
-            .sum_all()
-            .unwrap();
-        let plain = (norm.forward_tensor_ops(x.as_tensor()).unwrap() * &r)
-            .unwrap()
-            .sum_all()
-            .unwrap();
-        let (gf, gp) = (fused.backward().unwrap(), plain.backward().unwrap());
-        for (name, v) in [("x", &x), ("weight", &w), ("bias", &b)] {
-            let a = gf.get(v.as_tensor()).unwrap();
-            let e = gp.get(v.as_tensor()).unwrap();
-            let scale = crate::nn::test_util::max_abs(e);
-            let diff = crate::nn::test_util::max_abs_diff(a, e);
-            // Both are f32 results of f64-accumulated sums of ~100 terms: 1e-5 relative.
-            assert!(
-                diff <= 1e-5 * scale.max(1.0),
-                "{name}: {diff} (scale {scale})"
-            );
+        // 14 rows, and 900 (several parallel blocks of rows, the last one partial).
+        for rows in [7, 450] {
+            let x = Var::from_tensor(&Tensor::randn(0.7f32, 1.5, (2, rows, 12), &dev).unwrap())
+                .unwrap();
+            let w = Var::from_tensor(&Tensor::randn(1f32, 0.3, 12, &dev).unwrap()).unwrap();
+            let b = Var::from_tensor(&Tensor::randn(0f32, 0.3, 12, &dev).unwrap()).unwrap();
+            // A random upstream gradient, so no symmetry hides a wrong term.
+            let r = Tensor::randn(0f32, 1.0, (2, rows, 12), &dev).unwrap();
+            let norm = LayerNorm::from_tensors(w.as_tensor().clone(), b.as_tensor().clone(), 1e-5);
+            let fused = (norm.forward(x.as_tensor()).unwrap() * &r)
+                .unwrap()
+                .sum_all()
+                .unwrap();
+            let plain = (norm.forward_tensor_ops(x.as_tensor()).unwrap() * &r)
+                .unwrap()
+                .sum_all()
+                .unwrap();
+            let (gf, gp) = (fused.backward().unwrap(), plain.backward().unwrap());
+            for (name, v) in [("x", &x), ("weight", &w), ("bias", &b)] {
+                let a = gf.get(v.as_tensor()).unwrap();
+                let e = gp.get(v.as_tensor()).unwrap();
+                let scale = crate::nn::test_util::max_abs(e);
+                let diff = crate::nn::test_util::max_abs_diff(a, e);
+                // f32 results of sums over the rows (f64-accumulated here, f32 in candle's
+                // autograd): 1e-5 relative.
+                assert!(
+                    diff <= 1e-5 * scale.max(1.0),
+                    "{rows} rows, {name}: {diff} (scale {scale})"
+                );
+            }
         }
     }
 }
