@@ -110,21 +110,26 @@ impl Attention {
         if cb != batch {
             bail!("attention: batch {batch} of the queries but {cb} of the context");
         }
-        let q = self.split_heads(&self.to_q.forward(x)?)?;
-        let k = self.split_heads(&self.to_k.forward(context)?)?;
-        let v = self.split_heads(&self.to_v.forward(context)?)?;
+        let q = self.to_q.forward(x)?;
+        let k = self.to_k.forward(context)?;
+        let v = self.to_v.forward(context)?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let out = match bf16_attention_kernel(&self.to_q, &q) {
-            // `--dtype bf16` on a CPU with a bf16 dot-product kernel: both products in bf16.
-            Some(kernel) => {
-                let op = Bf16Attention {
-                    scale: scale as f32,
-                    kernel,
-                };
-                q.apply_op3_no_bwd(&k, &v, &op)?
-            }
-            None => scaled_dot_product_attention(&q, &k, &v, scale, self.upcast)?,
-        };
+        if let Some(kernel) = bf16_attention_kernel(&self.to_q, &q) {
+            // `--dtype bf16` on a CPU with a bf16 dot-product kernel: both products in bf16,
+            // the heads read and written in place (`[B, L, heads * d]`).
+            let op = Bf16Attention {
+                scale: scale as f32,
+                kernel,
+                heads: self.heads,
+            };
+            return self.to_out.forward(&q.apply_op3_no_bwd(&k, &v, &op)?);
+        }
+        let (q, k, v) = (
+            self.split_heads(&q)?,
+            self.split_heads(&k)?,
+            self.split_heads(&v)?,
+        );
+        let out = scaled_dot_product_attention(&q, &k, &v, scale, self.upcast)?;
         let out = out
             .reshape((batch, self.heads, lq, self.head_dim))?
             .transpose(1, 2)?
@@ -436,6 +441,7 @@ mod tests {
                     let op = Bf16Attention {
                         scale: scale as f32,
                         kernel,
+                        heads: 1,
                     };
                     format!(
                         "{:.0} ms",
