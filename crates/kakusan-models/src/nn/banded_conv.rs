@@ -21,7 +21,8 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape};
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
-use super::bf16_gemm::{gemm_bf16, Kernel, PackedA, PackedB};
+use super::avx2::with_avx512;
+use super::bf16_gemm::{f32_pair, gemm_bf16, Kernel, PackedA, PackedB, NR};
 use super::conv2d_op::geometry;
 use super::cpu_bf16::{rounded_to_bf16, widened_weights};
 use super::cpu_f32::contiguous_f32;
@@ -207,17 +208,24 @@ impl BandedConv {
                 };
                 match w {
                     BandWeights::Bf16(a, kernel) => {
-                        // The patch matrix two rows at a time, packed as it is built.
-                        cols.resize(2 * n, 0.0);
-                        let (even, odd) = cols.split_at_mut(n);
                         let pairs = buffers.packed.begin(rows, n);
-                        for q in 0..pairs {
-                            patch_row(2 * q, even);
-                            let odd = (2 * q + 1 < rows).then(|| {
-                                patch_row(2 * q + 1, odd);
-                                &*odd
-                            });
-                            buffers.packed.set_pair(q, even, odd);
+                        if p.stride == 1 {
+                            // Straight from the picture into the pairs.
+                            for q in 0..pairs {
+                                pack_pair_stride1(&mut buffers.packed, p, img, q, rows, r0..r1);
+                            }
+                        } else {
+                            // The patch matrix two rows at a time, packed as it is built.
+                            cols.resize(2 * n, 0.0);
+                            let (even, odd) = cols.split_at_mut(n);
+                            for q in 0..pairs {
+                                patch_row(2 * q, even);
+                                let odd = (2 * q + 1 < rows).then(|| {
+                                    patch_row(2 * q + 1, odd);
+                                    &*odd
+                                });
+                                buffers.packed.set_pair(q, even, odd);
+                            }
                         }
                         // SAFETY: the band: cout rows of n values, out_plane apart.
                         unsafe {
@@ -236,6 +244,106 @@ impl BandedConv {
             },
         );
         out
+    }
+}
+
+/// Pair `q` of a band's patch matrix (patch rows `2q` and `2q + 1`, the second absent past
+/// `rows`) for the output rows `band`, packed straight from the picture `img` for a stride-1
+/// convolution: each slot is written once from the two taps' inputs (zero outside the
+/// picture), with no f32 patch rows in between (zero-filled, copied into and read back,
+/// they were a tenth of a bf16 UNet step).
+fn pack_pair_stride1(
+    packed: &mut PackedB,
+    p: &Patches,
+    img: &[f32],
+    q: usize,
+    rows: usize,
+    band: std::ops::Range<usize>,
+) {
+    debug_assert_eq!(p.stride, 1);
+    let wo = p.out_width();
+    with_avx512(
+        #[inline(always)]
+        || {
+            for (i, oy) in band.enumerate() {
+                let even = p.run_on_row(2 * q, oy);
+                let odd = (2 * q + 1 < rows)
+                    .then(|| p.run_on_row(2 * q + 1, oy))
+                    .flatten();
+                // Segments of the output row over which each tap is wholly inside or outside.
+                let mut cuts = [0, wo, 0, 0, 0, 0];
+                for (slot, run) in cuts[2..].chunks_exact_mut(2).zip([&even, &odd]) {
+                    if let Some((columns, _)) = run {
+                        slot.copy_from_slice(&[columns.start, columns.end]);
+                    }
+                }
+                cuts.sort_unstable();
+                for seg in cuts.windows(2).filter(|w| w[0] < w[1]) {
+                    let (a, b) = (seg[0], seg[1]);
+                    let inputs = |run: &Option<(std::ops::Range<usize>, usize)>| {
+                        run.as_ref()
+                            .filter(|(cols, _)| cols.start <= a && b <= cols.end)
+                            .map(|(cols, src)| &img[src + (a - cols.start)..][..b - a])
+                    };
+                    let (lo, hi) = (inputs(&even), inputs(&odd));
+                    // In pieces that stay inside one panel of the packed matrix.
+                    let mut x = a;
+                    while x < b {
+                        let col = i * wo + x;
+                        let len = (NR - col % NR).min(b - x);
+                        let part = x - a..x - a + len;
+                        let slots = packed.pair_slots(q, col, len);
+                        write_pairs(
+                            slots,
+                            lo.map(|l| &l[part.clone()]),
+                            hi.map(|h| &h[part.clone()]),
+                        );
+                        x += len;
+                    }
+                }
+            }
+        },
+    );
+    packed.clear_pair_tail(q);
+}
+
+/// `dst[i] = (lo[i], hi[i])` as bf16 pairs, a missing side zero.
+#[inline(always)]
+fn write_pairs(dst: &mut [u32], lo: Option<&[f32]>, hi: Option<&[f32]>) {
+    match (lo, hi) {
+        (Some(lo), Some(hi)) => in_vectors(dst, |i| f32_pair(lo[i], hi[i])),
+        (Some(lo), None) => in_vectors(dst, |i| f32_pair(lo[i], 0.0)),
+        (None, Some(hi)) => in_vectors(dst, |i| f32_pair(0.0, hi[i])),
+        (None, None) => dst.fill(0),
+    }
+}
+
+/// `dst[i] = f(i)` in whole vectors of [`LANES`]: a length that is not a multiple ends with
+/// one vector overlapping the previous one (the same values written twice), not with a
+/// scalar remainder loop (the pieces here are often 31 or 62 long).
+#[inline(always)]
+fn in_vectors(dst: &mut [u32], f: impl Fn(usize) -> u32) {
+    const LANES: usize = 16;
+    let n = dst.len();
+    if n < LANES {
+        for (i, d) in dst.iter_mut().enumerate() {
+            *d = f(i);
+        }
+        return;
+    }
+    let vector = |dst: &mut [u32], start: usize| {
+        let out: &mut [u32; LANES] = (&mut dst[start..start + LANES]).try_into().unwrap();
+        for (lane, d) in out.iter_mut().enumerate() {
+            *d = f(start + lane);
+        }
+    };
+    let mut start = 0;
+    while start + LANES <= n {
+        vector(dst, start);
+        start += LANES;
+    }
+    if start < n {
+        vector(dst, n - LANES);
     }
 }
 

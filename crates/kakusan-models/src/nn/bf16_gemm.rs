@@ -240,6 +240,23 @@ impl PackedB {
         );
     }
 
+    /// Pair `q`'s slots of the columns `c0..c0 + len`, which must lie in one panel (after
+    /// [`Self::begin`]): the caller writes each as a pair ([`f32_pair`]).
+    pub(crate) fn pair_slots(&mut self, q: usize, c0: usize, len: usize) -> &mut [u32] {
+        assert!(q < self.pairs && c0 % NR + len <= NR && c0 + len <= self.n);
+        let at = ((c0 / NR) * self.pairs + q) * NR + c0 % NR;
+        &mut self.data[at..at + len]
+    }
+
+    /// Zeroes pair `q`'s slots past the last column `n` (in the last panel).
+    pub(crate) fn clear_pair_tail(&mut self, q: usize) {
+        let (n, pairs) = (self.n, self.pairs);
+        if n % NR != 0 {
+            let at = ((n / NR) * pairs + q) * NR;
+            self.data[at + n % NR..at + NR].fill(0);
+        }
+    }
+
     /// Repacks `B = X^T` from f32 `X` (`n x k`, rows `ld` apart), rounded to bf16 (the
     /// queries of an attention, for `S^T = K Q^T`).
     pub(crate) fn pack_f32_transposed(&mut self, x: &[f32], n: usize, k: usize, ld: usize) {

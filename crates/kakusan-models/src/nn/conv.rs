@@ -372,6 +372,8 @@ mod tests {
             (2, 5, 7, 3, 1, 1, 9, 6),
             (1, 4, 3, 3, 2, 1, 9, 9),
             (2, 6, 4, 1, 1, 0, 5, 5),
+            (1, 7, 5, 3, 1, 1, 20, 37),
+            (1, 3, 4, 3, 1, 0, 6, 45),
         ] {
             let mut map = std::collections::HashMap::new();
             let weight = Tensor::randn(0f32, 0.3, (cout, c, k, k), &dev).unwrap();
@@ -408,6 +410,15 @@ mod tests {
             let max = crate::nn::test_util::max_abs;
             let d = max(&(&ours - &theirs).unwrap());
             assert!(d <= 1e-5 * max(&theirs).max(1.0), "k{k} s{stride}: {d}");
+            // One output row per band, and the whole picture in one band.
+            for band_bytes in [1, usize::MAX / 8] {
+                let banded = conv.forward_banded(&x, band_bytes).unwrap();
+                let db = max(&(&banded - &theirs).unwrap());
+                assert!(
+                    db <= 1e-5 * max(&theirs).max(1.0),
+                    "k{k} band {band_bytes}: {db}"
+                );
+            }
             // The unrounded input gives a measurably different result: the input was
             // rounded.
             let unrounded = x

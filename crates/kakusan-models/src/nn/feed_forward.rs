@@ -30,6 +30,10 @@ impl Geglu {
 
     /// `[..., dim]` -> `[..., inner]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        // `--dtype bf16` on a CPU with a bf16 dot-product kernel: projection and gate fused.
+        if let Some(y) = self.proj.forward_packed_geglu(x)? {
+            return Ok(y);
+        }
         let h = self.proj.forward(x)?;
         // Training on the CPU in f32: one fused op with an analytic backward. bf16 weights
         // on the CPU (`--dtype bf16`, held to PSNR, not to PyTorch's f32 parity) take it too:

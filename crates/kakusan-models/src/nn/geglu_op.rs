@@ -23,7 +23,7 @@ const ROWS_PER_TASK: usize = 64;
 
 /// The standard normal CDF `Phi(x) = (1 + erf(x / sqrt 2)) / 2` and density `phi(x)`.
 #[inline(always)]
-fn normal_cdf_pdf(x: f32) -> (f32, f32) {
+pub(crate) fn normal_cdf_pdf(x: f32) -> (f32, f32) {
     const P: f32 = 0.327_591_1;
     const A: [f32; 5] = [
         0.254_829_6,
@@ -71,9 +71,10 @@ impl CustomOp1 for GegluOp {
                     || {
                         let rows = out.chunks_exact_mut(inner).zip(h.chunks_exact(2 * inner));
                         for (o, h) in rows {
-                            let (value, gate) = h.split_at(inner);
-                            for ((o, &v), &g) in o.iter_mut().zip(value).zip(gate) {
-                                *o = v * g * normal_cdf_pdf(g).0;
+                            let (value, gate) = (&h[..inner], &h[inner..2 * inner]);
+                            let o = &mut o[..inner];
+                            for i in 0..inner {
+                                o[i] = value[i] * gate[i] * normal_cdf_pdf(gate[i]).0;
                             }
                         }
                     },

@@ -45,6 +45,7 @@ impl Patches {
 
     /// The output columns `ox` whose tap at kernel column `kj` falls inside the picture:
     /// `0 <= ox*stride + kj - padding < width`.
+    #[inline(always)]
     fn inside_columns(&self, kj: usize) -> std::ops::Range<usize> {
         let s = self.stride;
         let first = self.padding.saturating_sub(kj).div_ceil(s);
@@ -61,6 +62,26 @@ impl Patches {
     /// by `stride`.
     pub(crate) fn for_each_run(&self, r: usize, f: impl FnMut(usize, usize, usize)) {
         self.for_each_run_in(r, 0..self.out_height(), f)
+    }
+
+    /// Row `r`'s (channel, ki, kj) run on output row `oy`: the output columns whose tap falls
+    /// inside the picture and the input index of the first (later ones `stride` apart), or
+    /// `None` when the tap's input row is outside.
+    #[inline(always)]
+    pub(crate) fn run_on_row(
+        &self,
+        r: usize,
+        oy: usize,
+    ) -> Option<(std::ops::Range<usize>, usize)> {
+        let k = self.kernel;
+        let (c, ki, kj) = (r / (k * k), (r / k) % k, r % k);
+        let y = (oy * self.stride + ki).checked_sub(self.padding)?;
+        let columns = self.inside_columns(kj);
+        if y >= self.height || columns.is_empty() {
+            return None;
+        }
+        let x = columns.start * self.stride + kj - self.padding;
+        Some((columns, (c * self.height + y) * self.width + x))
     }
 
     /// As [`Self::for_each_run`] for the output rows `rows` only, the first column counted

@@ -11,6 +11,7 @@
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 
+use super::bf16_geglu_linear_op::Bf16GegluLinear;
 use super::bf16_linear_op::{Bf16Linear, PackedBf16Linear};
 use super::channel_bias::add_channel_bias;
 use super::prepacked_bf16::{prepack_linear, PrepackedLinear};
@@ -85,6 +86,31 @@ impl Linear {
             LinearWeight::Tensor(w) => super::cpu_bf16::is_cpu_bf16(w),
             LinearWeight::Packed(_) => true,
         }
+    }
+
+    /// The gated GELU of this projection's output `[value, gate]`, `value * gelu(gate)`, in
+    /// one op (`bf16_geglu_linear_op.rs`) when the weight was packed at load, the layer has
+    /// a bias and `x` is f32; `None` otherwise.
+    pub(crate) fn forward_packed_geglu(&self, x: &Tensor) -> Result<Option<Tensor>> {
+        let (LinearWeight::Packed(projection), Some(bias)) = (&self.weight, &self.bias) else {
+            return Ok(None);
+        };
+        if x.dtype() != DType::F32 || bias.dtype() != DType::F32 {
+            return Ok(None);
+        }
+        let dims = x.dims().to_vec();
+        let Some((&features, lead)) = dims.split_last() else {
+            candle_core::bail!("linear: a scalar input");
+        };
+        let rows: usize = lead.iter().product();
+        let op = Bf16GegluLinear { projection };
+        let y = x
+            .contiguous()?
+            .reshape((rows, features))?
+            .apply_op2_no_bwd(&bias.contiguous()?, &op)?;
+        let mut shape = lead.to_vec();
+        shape.push(projection.out / 2);
+        Ok(Some(y.reshape(shape)?))
     }
 
     fn out_dim(&self) -> Result<usize> {

@@ -11,6 +11,7 @@ mod attention_op;
 mod avx2;
 mod banded_conv;
 mod bf16_attention_op;
+mod bf16_geglu_linear_op;
 mod bf16_gemm;
 mod bf16_linear_op;
 mod channel_bias;
