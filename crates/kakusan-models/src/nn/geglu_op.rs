@@ -9,7 +9,8 @@
 //! Abramowitz & Stegun's rational approximation 7.1.26 of `erfc` (absolute error below
 //! 1.5e-7) and an `exp` by range reduction and a polynomial. f32 inference keeps candle's
 //! exact `gelu_erf` (parity with PyTorch); the training values differ from it by about 1e-7.
-//! `--dtype bf16` inference on the CPU uses this op's forward too.
+//! `--dtype bf16` inference on the CPU uses this op's forward too (on a CPU with a bf16
+//! dot-product kernel, `bf16_geglu_linear_op.rs` fuses it with the projection).
 
 use candle_core::{bail, CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
