@@ -336,25 +336,12 @@ mod tests {
         let r = Tensor::randn(0f32, 1.0, (2, 8, 5, 3), &dev).unwrap();
         let norm =
             GroupNorm::from_tensors(w.as_tensor().clone(), b.as_tensor().clone(), 4, 1e-5).unwrap();
-        let fused = (norm.forward(x.as_tensor()).unwrap() * &r)
-            .unwrap()
-            .sum_all()
-            .unwrap();
-        let plain = (norm.forward_tensor_ops(x.as_tensor()).unwrap() * &r)
-            .unwrap()
-            .sum_all()
-            .unwrap();
-        let (gf, gp) = (fused.backward().unwrap(), plain.backward().unwrap());
-        for (name, v) in [("x", &x), ("weight", &w), ("bias", &b)] {
-            let a = gf.get(v.as_tensor()).unwrap();
-            let e = gp.get(v.as_tensor()).unwrap();
-            let scale = crate::nn::test_util::max_abs(e);
-            let diff = crate::nn::test_util::max_abs_diff(a, e);
-            // Both are f32 results of f64-accumulated sums of ~100 terms: 1e-5 relative.
-            assert!(
-                diff <= 1e-5 * scale.max(1.0),
-                "{name}: {diff} (scale {scale})"
-            );
-        }
+        crate::nn::test_util::assert_same_gradients(
+            &norm.forward(x.as_tensor()).unwrap(),
+            &norm.forward_tensor_ops(x.as_tensor()).unwrap(),
+            &r,
+            &[("x", &x), ("weight", &w), ("bias", &b)],
+            "group norm",
+        );
     }
 }

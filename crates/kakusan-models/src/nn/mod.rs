@@ -80,4 +80,28 @@ pub(crate) mod test_util {
     pub fn weighted_sum_grads(y: &Tensor, r: &Tensor) -> candle_core::backprop::GradStore {
         (y * r).unwrap().sum_all().unwrap().backward().unwrap()
     }
+
+    /// A norm's fused op against its tensor-op reference: the gradients of `sum(y * r)` for
+    /// the outputs `fused` and `plain` agree within 1e-5 of their magnitude for each of the
+    /// named variables (f32 results of sums over the norm's groups, f64-accumulated in the
+    /// fused op, f32 in candle's autograd).
+    pub fn assert_same_gradients(
+        fused: &Tensor,
+        plain: &Tensor,
+        r: &Tensor,
+        vars: &[(&str, &candle_core::Var)],
+        case: &str,
+    ) {
+        let (gf, gp) = (weighted_sum_grads(fused, r), weighted_sum_grads(plain, r));
+        for (name, v) in vars {
+            let a = gf.get(v.as_tensor()).unwrap();
+            let e = gp.get(v.as_tensor()).unwrap();
+            let scale = max_abs(e);
+            let diff = max_abs_diff(a, e);
+            assert!(
+                diff <= 1e-5 * scale.max(1.0),
+                "{case}, {name}: {diff} (scale {scale})"
+            );
+        }
+    }
 }
