@@ -13,16 +13,22 @@ use candle_core::{DType, Device, Tensor, Var, D};
 use candle_nn::{Module, VarBuilder, VarMap};
 use kakusan_models::nn::{conv2d, softmax_last_dim, GroupNorm};
 
-const REPS: usize = 5;
+const REPS: usize = 15;
 
-/// Mean seconds of `f` (forward, loss, backward) after one warm-up call.
+/// Median seconds of `f` (forward, loss, backward) over [`REPS`] calls after one warm-up
+/// call. (A mean of 5 let one slow call on this shared machine, a page-fault storm or a
+/// descheduled thread, move a 1 ms op by a factor of several.)
 fn time(mut f: impl FnMut() -> candle_core::Result<()>) -> f64 {
     f().unwrap();
-    let start = Instant::now();
-    for _ in 0..REPS {
-        f().unwrap();
-    }
-    start.elapsed().as_secs_f64() / REPS as f64
+    let mut times: Vec<f64> = (0..REPS)
+        .map(|_| {
+            let start = Instant::now();
+            f().unwrap();
+            start.elapsed().as_secs_f64()
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times[REPS / 2]
 }
 
 fn randn(shape: &[usize], seed: u64) -> Tensor {

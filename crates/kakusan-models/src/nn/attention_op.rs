@@ -14,7 +14,7 @@
 use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::avx2::with_avx2;
+use super::avx2::with_avx512;
 use super::cpu_f32::{contiguous_f32, f32_view};
 use super::fast_exp::exp_approx;
 use super::small_gemm::{matmul, View};
@@ -178,7 +178,7 @@ impl CustomOp3 for AttentionOp {
                 .zip(p.par_chunks_mut((lq * lk).max(1)))
                 .enumerate()
                 .for_each(|(i, (o, pi))| {
-                    with_avx2(
+                    with_avx512(
                         #[inline(always)]
                         || {
                             let qi = &q[i * lq * d..(i + 1) * lq * d];
@@ -210,7 +210,7 @@ impl CustomOp3 for AttentionOp {
                             let first = i * lq + j * block;
                             let qb = &q[first * d..(first + rows) * d];
                             let p = &mut p[..rows * lk];
-                            with_avx2(
+                            with_avx512(
                                 #[inline(always)]
                                 || probabilities(qb, ki, p, rows, lk, d, self.scale),
                             );
@@ -253,7 +253,7 @@ impl CustomOp3 for AttentionOp {
             .for_each_init(
                 || (vec![0f32; lq * lk], vec![0f32; lq * lk]),
                 |(p, dp), (i, ((dqi, dki), dvi))| {
-                    with_avx2(
+                    with_avx512(
                         #[inline(always)]
                         || {
                             let qi = &qv[i * lq * d..(i + 1) * lq * d];

@@ -5,7 +5,7 @@
 //! through candle's op-by-op autograd of the f64 formula. They are used for contiguous f32
 //! CPU tensors; everything else (GPU, half precision) takes the tensor-op path.
 
-use super::avx2::with_avx2;
+use super::avx2::with_avx512;
 use super::cpu_f32::{contiguous_f32, f32_values as values, f32_view};
 use super::fast_exp::exp_approx;
 use candle_core::{bail, CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
@@ -63,8 +63,9 @@ fn group_backward(
     }
 }
 
-/// Independent f64 accumulators of the lane sums (an AVX2 register holds 4 f64; two of
-/// them hide the add latency).
+/// Independent f64 accumulators of the lane sums (an AVX2 register holds 4 f64, two of
+/// them hide the add latency; an AVX-512 register holds all 8). The lane structure fixes
+/// the summation order, so every vector width gives the same sums.
 const LANES: usize = 8;
 
 /// `sum(f(v))` over `values`, accumulated in f64 over [`LANES`] lanes so that the loop
@@ -243,7 +244,7 @@ impl CustomOp3 for FusedGroupNorm {
             .par_chunks_mut(per_item.max(1))
             .zip(x.par_chunks(per_item.max(1)))
             .map(|(out, x)| {
-                with_avx2(
+                with_avx512(
                     #[inline(always)]
                     || {
                         let mut stats = Vec::with_capacity(self.groups);
@@ -314,7 +315,7 @@ impl CustomOp3 for FusedGroupNorm {
             .zip(xv.par_chunks(per_item).zip(dy.par_chunks_mut(per_item)))
             .enumerate()
             .map(|(picture, (dx, (xv, dy)))| {
-                with_avx2(
+                with_avx512(
                     #[inline(always)]
                     || {
                         let (mut dw, mut db) = (vec![0f64; channels], vec![0f64; channels]);
@@ -405,7 +406,7 @@ impl CustomOp3 for FusedLayerNorm {
         out.par_chunks_mut(block)
             .zip(x.par_chunks(block))
             .for_each(|(out, x)| {
-                with_avx2(
+                with_avx512(
                     #[inline(always)]
                     || {
                         for (src, dst) in x.chunks_exact(dim).zip(out.chunks_exact_mut(dim)) {
@@ -443,7 +444,7 @@ impl CustomOp3 for FusedLayerNorm {
             .par_chunks_mut(block)
             .zip(xv.par_chunks(block).zip(dy.par_chunks(block)))
             .map(|(dx, (xv, dy))| {
-                with_avx2(
+                with_avx512(
                     #[inline(always)]
                     || {
                         let (mut dw, mut db) = (vec![0f64; dim], vec![0f64; dim]);
