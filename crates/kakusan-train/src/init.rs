@@ -11,12 +11,17 @@ use candle_core::Tensor;
 use crate::error::Result;
 use crate::named_vars::NamedVars;
 
-/// Applies the rules above to `vars` (names relative to their component, or prefixed).
-pub fn initialise(vars: &NamedVars) -> Result<()> {
+/// Applies the rules above to `vars` (names relative to their component, or prefixed); the
+/// embeddings are drawn from `seed` (`seeded_init.rs`), so a run is reproducible.
+pub fn initialise(vars: &NamedVars, seed: u64) -> Result<()> {
     for (name, var) in vars.iter() {
         let t = var.as_tensor();
         if name.ends_with("token_embedding.weight") || name.ends_with("position_embedding.weight") {
-            var.set(&Tensor::randn(0f32, 0.02, t.shape(), t.device())?.to_dtype(t.dtype())?)?;
+            let mut gen = kakusan_core::rng::TorchCpuGenerator::new(
+                crate::seeded_init::variable_seed(seed, name),
+            );
+            let values: Vec<f32> = gen.randn(t.dims()).into_iter().map(|v| 0.02 * v).collect();
+            var.set(&Tensor::from_vec(values, t.shape(), t.device())?.to_dtype(t.dtype())?)?;
         } else if name == "conv_out.weight"
             || name.ends_with(".conv_out.weight") && name.starts_with("unet.")
         {

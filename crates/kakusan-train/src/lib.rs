@@ -15,6 +15,7 @@ pub mod loss_plot;
 pub mod lr_schedule;
 pub mod named_vars;
 pub mod run_config;
+pub mod seeded_init;
 pub mod tasks;
 pub mod trainer;
 

@@ -6,8 +6,8 @@
 //! A share of captions is replaced by the empty prompt so the model also learns the
 //! unconditional prediction that classifier-free guidance needs.
 
-use candle_core::{DType, Device, Tensor};
-use candle_nn::{VarBuilder, VarMap};
+use candle_core::{Device, Tensor};
+use candle_nn::VarMap;
 use kakusan_core::rng::TorchCpuGenerator;
 use kakusan_models::clip::{ClipTextConfig, ClipTextModel, Tokenizer};
 use kakusan_models::unet::{UNet2DConditionModel, UNetConfig};
@@ -210,33 +210,25 @@ impl DiffusionTask {
         data: Box<dyn CaptionedImages>,
         device: &Device,
     ) -> Result<Self> {
+        // Fresh variables from the task's seed (`seeded_init.rs`): reproducible runs.
+        let seed = config.seed;
+        let builder = |map: &VarMap| crate::seeded_init::seeded_var_builder(map, seed, device);
         let text_varmap = VarMap::new();
         let unet_varmap = VarMap::new();
-        let text_encoder = ClipTextModel::new(
-            VarBuilder::from_varmap(&text_varmap, DType::F32, device),
-            text_config,
-        )
-        .map_err(|e| TrainError::Config(format!("text encoder config: {e}")))?;
-        let unet = UNet2DConditionModel::new(
-            VarBuilder::from_varmap(&unet_varmap, DType::F32, device),
-            unet_config,
-        )
-        .map_err(|e| TrainError::Config(format!("unet config: {e}")))?;
+        let text_encoder = ClipTextModel::new(builder(&text_varmap), text_config)
+            .map_err(|e| TrainError::Config(format!("text encoder config: {e}")))?;
+        let unet = UNet2DConditionModel::new(builder(&unet_varmap), unet_config)
+            .map_err(|e| TrainError::Config(format!("unet config: {e}")))?;
         let probe_varmap = VarMap::new();
         let probe = (config.caption_probe_weight > 0.0)
-            .then(|| {
-                CaptionProbe::new(
-                    VarBuilder::from_varmap(&probe_varmap, DType::F32, device),
-                    text_config.hidden_size,
-                )
-            })
+            .then(|| CaptionProbe::new(builder(&probe_varmap), text_config.hidden_size))
             .transpose()?;
         let vars = NamedVars::prefixed(&[
             (TEXT_PREFIX, &text_varmap),
             (UNET_PREFIX, &unet_varmap),
             (PROBE_PREFIX, &probe_varmap),
         ]);
-        crate::init::initialise(&vars)?;
+        crate::init::initialise(&vars, seed)?;
         let scaling_factor = vae.config().scaling_factor;
         Ok(Self {
             text_encoder,
@@ -393,6 +385,8 @@ impl TrainTask for DiffusionTask {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use candle_core::DType;
+    use candle_nn::VarBuilder;
     use std::path::PathBuf;
 
     fn repo_file(path: &str) -> PathBuf {

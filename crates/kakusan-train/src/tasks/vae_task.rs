@@ -3,8 +3,8 @@
 //! perceptual and adversarial terms, which a procedural data set of flat shapes does not
 //! need).
 
-use candle_core::{DType, Device, Tensor};
-use candle_nn::{VarBuilder, VarMap};
+use candle_core::{Device, Tensor};
+use candle_nn::VarMap;
 use kakusan_core::rng::TorchCpuGenerator;
 use kakusan_models::vae::{AutoencoderKL, VaeConfig};
 use serde::{Deserialize, Serialize};
@@ -68,11 +68,12 @@ impl VaeTask {
         device: &Device,
     ) -> Result<Self> {
         let varmap = VarMap::new();
-        let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
+        // Fresh variables from the task's seed (`seeded_init.rs`): reproducible runs.
+        let vb = crate::seeded_init::seeded_var_builder(&varmap, config.seed, device);
         let vae = AutoencoderKL::new(vb, vae_config)
             .map_err(|e| TrainError::Config(format!("vae config: {e}")))?;
         let all_vars = NamedVars::from_varmap(&varmap);
-        crate::init::initialise(&all_vars)?;
+        crate::init::initialise(&all_vars, config.seed)?;
         let vars = if config.decoder_only {
             all_vars.filtered(is_decoder_var)
         } else {
