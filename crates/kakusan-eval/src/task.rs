@@ -8,8 +8,8 @@
 
 use std::path::PathBuf;
 
-use candle_core::{DType, Device, Tensor};
-use candle_nn::{VarBuilder, VarMap};
+use candle_core::{Device, Tensor};
+use candle_nn::VarMap;
 use image::RgbImage;
 use kakusan_data::{Dataset, Split, SplitMix64};
 use kakusan_models::vae::AutoencoderKL;
@@ -105,7 +105,8 @@ impl ClassifierTask {
             None => None,
         };
         let varmap = VarMap::new();
-        let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
+        // Fresh weights from the data seed (`kakusan_train::seeded_init`): reproducible runs.
+        let vb = kakusan_train::seeded_init::seeded_var_builder(&varmap, config.data_seed, device);
         let model = Classifier::new(model_config, vb)?;
         let vars = NamedVars::from_varmap(&varmap);
         Ok(Self {
@@ -226,6 +227,8 @@ pub(crate) fn parallel_map<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use candle_core::DType;
+    use candle_nn::VarBuilder;
     use kakusan_train::{AdamWConfig, Trainer, TrainerConfig};
 
     fn tiny() -> ClassifierConfig {
