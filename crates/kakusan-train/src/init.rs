@@ -17,10 +17,8 @@ pub fn initialise(vars: &NamedVars, seed: u64) -> Result<()> {
     for (name, var) in vars.iter() {
         let t = var.as_tensor();
         if name.ends_with("token_embedding.weight") || name.ends_with("position_embedding.weight") {
-            let mut gen = kakusan_core::rng::TorchCpuGenerator::new(
-                crate::seeded_init::variable_seed(seed, name),
-            );
-            let values: Vec<f32> = gen.randn(t.dims()).into_iter().map(|v| 0.02 * v).collect();
+            let stream = crate::seeded_init::variable_seed(seed, name);
+            let values = crate::seeded_init::normal(stream, t.elem_count(), 0.0, 0.02);
             var.set(&Tensor::from_vec(values, t.shape(), t.device())?.to_dtype(t.dtype())?)?;
         } else if name == "conv_out.weight"
             || name.ends_with(".conv_out.weight") && name.starts_with("unet.")

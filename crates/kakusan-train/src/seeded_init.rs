@@ -36,19 +36,10 @@ pub fn variable_seed(seed: u64, name: &str) -> u64 {
 /// constant (candle's own `Init::var` makes those).
 fn draw(shape: &Shape, init: Init, seed: u64) -> Option<Vec<f32>> {
     let n = shape.elem_count();
-    let mut gen = TorchCpuGenerator::new(seed);
-    let mut uniform = |lo: f64, up: f64| -> Vec<f32> {
-        let u = gen.rand(&[n]);
-        u.into_iter()
-            .map(|u| (lo + (up - lo) * u as f64) as f32)
-            .collect()
-    };
     match init {
         Init::Const(_) => None,
-        Init::Uniform { lo, up } => Some(uniform(lo, up)),
-        Init::Randn { mean, stdev } => {
-            Some(normal(&mut TorchCpuGenerator::new(seed), n, mean, stdev))
-        }
+        Init::Uniform { lo, up } => Some(uniform(seed, n, lo, up)),
+        Init::Randn { mean, stdev } => Some(normal(seed, n, mean, stdev)),
         Init::Kaiming {
             dist,
             fan,
@@ -58,17 +49,27 @@ fn draw(shape: &Shape, init: Init, seed: u64) -> Option<Vec<f32>> {
             Some(match dist {
                 NormalOrUniform::Uniform => {
                     let bound = 3f64.sqrt() * std;
-                    uniform(-bound, bound)
+                    uniform(seed, n, -bound, bound)
                 }
-                NormalOrUniform::Normal => normal(&mut TorchCpuGenerator::new(seed), n, 0.0, std),
+                NormalOrUniform::Normal => normal(seed, n, 0.0, std),
             })
         }
     }
 }
 
-/// `n` values of N(mean, stdev^2).
-fn normal(gen: &mut TorchCpuGenerator, n: usize, mean: f64, stdev: f64) -> Vec<f32> {
-    gen.randn(&[n])
+/// `n` values of U(lo, up) from the stream `seed`.
+fn uniform(seed: u64, n: usize, lo: f64, up: f64) -> Vec<f32> {
+    TorchCpuGenerator::new(seed)
+        .rand(&[n])
+        .into_iter()
+        .map(|u| (lo + (up - lo) * u as f64) as f32)
+        .collect()
+}
+
+/// `n` values of N(mean, stdev^2) from the stream `seed`.
+pub fn normal(seed: u64, n: usize, mean: f64, stdev: f64) -> Vec<f32> {
+    TorchCpuGenerator::new(seed)
+        .randn(&[n])
         .into_iter()
         .map(|v| (mean + stdev * v as f64) as f32)
         .collect()

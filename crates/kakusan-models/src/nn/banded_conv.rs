@@ -367,19 +367,39 @@ impl CustomOp2 for PackedBandedConv<'_> {
         bl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (conv, w) = (&self.conv, self.weight);
-        let p = geometry(xl.dims(), &w.dims, conv.stride, conv.padding)?;
+        conv.convolve((xs, xl), &w.dims, (bs, bl), |p, batch, x, bias| {
+            Ok(conv.run(p, batch, x, BandWeights::Bf16(&w.a, w.kernel), bias))
+        })
+    }
+}
+
+impl BandedConv {
+    /// Checks the input and bias against a weight of shape `w_dims` (`[cout, c, k, k]`) and
+    /// returns `product(patches, batch, x, bias)` (the output's values) as a
+    /// `[batch, cout, ho, wo]` result.
+    fn convolve(
+        &self,
+        (xs, xl): (&CpuStorage, &Layout),
+        w_dims: &[usize],
+        (bs, bl): (&CpuStorage, &Layout),
+        product: impl FnOnce(&Patches, usize, &[f32], &[f32]) -> Result<Vec<f32>>,
+    ) -> Result<(CpuStorage, Shape)> {
+        let p = geometry(xl.dims(), w_dims, self.stride, self.padding)?;
         let x = contiguous_f32(xs, xl, "conv2d: input")?;
         let bias = contiguous_f32(bs, bl, "conv2d: bias")?;
-        let (batch, cout) = (xl.dims()[0], w.dims[0]);
+        let (batch, cout) = (xl.dims()[0], w_dims[0]);
         if bias.len() != cout {
             candle_core::bail!("conv2d: bias has {} values for {cout} channels", bias.len());
         }
-        let out = conv.run(&p, batch, x, BandWeights::Bf16(&w.a, w.kernel), bias);
+        let out = product(&p, batch, x, bias)?;
         let shape = Shape::from((batch, cout, p.out_height(), p.out_width()));
         Ok((CpuStorage::F32(out), shape))
     }
 }
 
+/// The convolution with its weight as an operand: f32, or bf16 where the CPU has no bf16
+/// dot-product kernel (with one, `Conv2d` packs bf16 weights at load and runs
+/// [`PackedBandedConv`]).
 impl CustomOp3 for BandedConv {
     fn name(&self) -> &'static str {
         "kakusan-banded-conv2d"
@@ -394,34 +414,19 @@ impl CustomOp3 for BandedConv {
         bs: &CpuStorage,
         bl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let p = geometry(xl.dims(), wl.dims(), self.stride, self.padding)?;
-        let x = contiguous_f32(xs, xl, "conv2d: input")?;
-        let bias = contiguous_f32(bs, bl, "conv2d: bias")?;
-        let (batch, cout) = (xl.dims()[0], wl.dims()[0]);
-        if bias.len() != cout {
-            candle_core::bail!("conv2d: bias has {} values for {cout} channels", bias.len());
-        }
-        let out = match (ws, Kernel::native()) {
-            // bf16 weights (`cpu_bf16.rs`): both operands at bf16 precision, f32 sums; on the
-            // bf16 dot-product kernel where the CPU has one.
-            (CpuStorage::BF16(w), Some(kernel)) => {
-                let Some((start, end)) = wl.contiguous_offsets() else {
-                    candle_core::bail!("conv2d: weight must be contiguous")
-                };
-                let rows = p.channels * p.kernel * p.kernel;
-                let a = PackedA::from_bf16_rows(&w[start..end], cout, rows);
-                self.run(&p, batch, x, BandWeights::Bf16(&a, kernel), bias)
-            }
-            (CpuStorage::BF16(_), None) => {
-                let w = widened_weights(ws, wl, "conv2d: weight")?;
-                self.run(&p, batch, &rounded_to_bf16(x), BandWeights::F32(&w), bias)
-            }
-            _ => {
-                let w = contiguous_f32(ws, wl, "conv2d: weight")?;
-                self.run(&p, batch, x, BandWeights::F32(w), bias)
-            }
-        };
-        let shape = Shape::from((batch, cout, p.out_height(), p.out_width()));
-        Ok((CpuStorage::F32(out), shape))
+        self.convolve((xs, xl), wl.dims(), (bs, bl), |p, batch, x, bias| {
+            Ok(match ws {
+                // bf16 weights (`cpu_bf16.rs`): widened for the f32 GEMM, the input rounded
+                // to bf16: the products of the bf16 operands, f32 sums.
+                CpuStorage::BF16(_) => {
+                    let w = widened_weights(ws, wl, "conv2d: weight")?;
+                    self.run(p, batch, &rounded_to_bf16(x), BandWeights::F32(&w), bias)
+                }
+                _ => {
+                    let w = contiguous_f32(ws, wl, "conv2d: weight")?;
+                    self.run(p, batch, x, BandWeights::F32(w), bias)
+                }
+            })
+        })
     }
 }

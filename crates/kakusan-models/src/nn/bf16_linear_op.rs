@@ -1,7 +1,8 @@
 //! `y = x W^T` with f32 activations `x` `[rows, in]` and bf16 weights `W` `[out, in]` on
 //! the CPU (`--dtype bf16`): `x` rounded to bf16, both operands' products exact in f32,
-//! f32 sums (`cpu_bf16.rs`), on the CPU's bf16 dot-product kernel (`bf16_gemm.rs`) when it
-//! has one, in blocks of rows on all threads. Inference only: no backward.
+//! f32 sums (`cpu_bf16.rs`), in blocks of rows on all threads. Inference only: no backward.
+//! On a CPU with a bf16 dot-product kernel (`bf16_gemm.rs`) the layer packs `W` at load and
+//! runs [`PackedBf16Linear`]; elsewhere [`Bf16Linear`] widens `W` for the f32 GEMM.
 
 use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape};
 use rayon::prelude::*;
@@ -12,6 +13,7 @@ use super::cpu_f32::contiguous_f32;
 use super::prepacked_bf16::PrepackedLinear;
 use super::small_gemm::{matmul_parallel, View};
 
+/// The product with the bf16 weight as an operand, widened to f32 for the call.
 pub(crate) struct Bf16Linear;
 
 impl CustomOp2 for Bf16Linear {
@@ -38,16 +40,6 @@ impl CustomOp2 for Bf16Linear {
         }
         let x = contiguous_f32(xs, xl, "bf16 linear: input")?;
         let mut y = vec![0f32; rows * out];
-        if let (CpuStorage::BF16(w), Some(kernel), true) =
-            (ws, Kernel::native(), rows * out * features > 0)
-        {
-            let Some((start, end)) = wl.contiguous_offsets() else {
-                bail!("bf16 linear: the weight must be contiguous")
-            };
-            let b = PackedB::from_bf16_transposed(&w[start..end], out, features);
-            packed_product(&mut y, x, features, &b, kernel);
-            return Ok((CpuStorage::F32(y), Shape::from((rows, out))));
-        }
         let x = rounded_to_bf16(x);
         let w = widened_weights(ws, wl, "bf16 linear: the weight")?;
         matmul_parallel(
@@ -128,7 +120,11 @@ mod tests {
                 .unwrap()
                 .to_dtype(DType::BF16)
                 .unwrap();
-            let ours = x.apply_op2_no_bwd(&w, &Bf16Linear).unwrap();
+            let widened = x.apply_op2_no_bwd(&w, &Bf16Linear).unwrap();
+            // And the packed product on the bf16 dot-product kernel where the CPU has one.
+            let packed = crate::nn::prepacked_bf16::prepack_linear(&w)
+                .unwrap()
+                .map(|p| x.apply_op1_no_bwd(&PackedBf16Linear(&p)).unwrap());
             let expected = x
                 .to_dtype(DType::BF16)
                 .unwrap()
@@ -136,14 +132,16 @@ mod tests {
                 .unwrap()
                 .matmul(&w.to_dtype(DType::F32).unwrap().t().unwrap())
                 .unwrap();
-            let d = crate::nn::test_util::max_abs_diff(&ours, &expected);
-            // f32 sums of `features` exact products in another order: a few ulps of the
-            // sum of magnitudes (about sqrt(features) * 0.2 here).
-            let scale = crate::nn::test_util::max_abs(&expected).max(1.0);
-            assert!(
-                d <= 1e-6 * features as f32 * scale,
-                "{rows}x{features}x{out}: {d}"
-            );
+            for ours in std::iter::once(widened).chain(packed) {
+                let d = crate::nn::test_util::max_abs_diff(&ours, &expected);
+                // f32 sums of `features` exact products in another order: a few ulps of the
+                // sum of magnitudes (about sqrt(features) * 0.2 here).
+                let scale = crate::nn::test_util::max_abs(&expected).max(1.0);
+                assert!(
+                    d <= 1e-6 * features as f32 * scale,
+                    "{rows}x{features}x{out}: {d}"
+                );
+            }
         }
     }
 

@@ -103,6 +103,20 @@ fn lane_sums2(x: &[f32], g: &[f32]) -> (f64, f64) {
     (sg.iter().sum::<f64>() + tg, sgx.iter().sum::<f64>() + tgx)
 }
 
+/// The weight and bias gradients of parallel tasks, summed in task order (deterministic).
+fn summed(partials: &[(Vec<f64>, Vec<f64>)], channels: usize) -> (Vec<f64>, Vec<f64>) {
+    let (mut dw, mut db) = (vec![0f64; channels], vec![0f64; channels]);
+    for (pw, pb) in partials {
+        for (a, b) in dw.iter_mut().zip(pw) {
+            *a += b;
+        }
+        for (a, b) in db.iter_mut().zip(pb) {
+            *a += b;
+        }
+    }
+    (dw, db)
+}
+
 type Grads3 = (Option<Tensor>, Option<Tensor>, Option<Tensor>);
 
 /// Packs the computed gradients as tensors shaped like the inputs.
@@ -354,15 +368,7 @@ impl CustomOp3 for FusedGroupNorm {
                 )
             })
             .collect();
-        let (mut dw, mut db) = (vec![0f64; channels], vec![0f64; channels]);
-        for (pw, pb) in &partials {
-            for (a, b) in dw.iter_mut().zip(pw) {
-                *a += b;
-            }
-            for (a, b) in db.iter_mut().zip(pb) {
-                *a += b;
-            }
-        }
+        let (dw, db) = summed(&partials, channels);
         grads(x, weight, dx, dw, db)
     }
 }
@@ -459,15 +465,7 @@ impl CustomOp3 for FusedLayerNorm {
                 )
             })
             .collect();
-        let (mut dw, mut db) = (vec![0f64; dim], vec![0f64; dim]);
-        for (pw, pb) in &partials {
-            for (a, b) in dw.iter_mut().zip(pw) {
-                *a += b;
-            }
-            for (a, b) in db.iter_mut().zip(pb) {
-                *a += b;
-            }
-        }
+        let (dw, db) = summed(&partials, dim);
         grads(x, weight, dx, dw, db)
     }
 }
