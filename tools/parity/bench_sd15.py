@@ -18,6 +18,11 @@ Usage:
   tools/parity/.venv/bin/python tools/parity/bench_sd15.py --model /work/sd15-random \
       --kakusan target/release/kakusan [--steps 3] [--repeat 1] [--width 512 --height 512] [--out FILE]
       [--kakusan-dtype bf16]
+On a GPU (issue 8 item 7: kakusan against diffusers fp16 on the same card):
+  python3 tools/parity/bench_sd15.py --model DIR --kakusan BIN --device cuda \
+      --kakusan-dtype f16 --diffusers-dtype f16
+Each timed GPU stage ends with a device synchronisation in both tools; the table then also
+gives UNet it/s (1 / step time) and diffusers' peak GPU memory (torch's allocator).
 """
 
 import argparse
@@ -65,12 +70,21 @@ def diffusers_worker(args):
     diffusers.utils.logging.set_verbosity_error()
     transformers.utils.logging.set_verbosity_error()
     res = {"threads": torch.get_num_threads(), "torch": torch.__version__, "diffusers": diffusers.__version__}
+    device = torch.device(args.device)
+    dtype = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}[args.diffusers_dtype]
+    if device.type == "cuda":
+        res["gpu"] = torch.cuda.get_device_name(device)
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
 
     t = time.perf_counter()
     pipe = StableDiffusionPipeline.from_pretrained(
-        args.model, dtype=torch.float32, local_files_only=True, safety_checker=None,
+        args.model, dtype=dtype, local_files_only=True, safety_checker=None,
         requires_safety_checker=False,
-    )
+    ).to(device)
+    sync()
     res["load_s"] = time.perf_counter() - t
     # diffusers maps the safetensors files; weight pages are read on first use, so the RSS
     # right after loading shows how much of the load was deferred to the first forward passes.
@@ -81,19 +95,21 @@ def diffusers_worker(args):
     def encode(prompt):
         ids = tok(prompt, max_length=tok.model_max_length, padding="max_length", truncation=True,
                   return_tensors="pt").input_ids
-        return text(ids)[0]
+        return text(ids.to(device))[0]
 
     with torch.inference_mode():
         t = time.perf_counter()
         cond = encode(PROMPT)
         uncond = encode("")
+        sync()
         res["text_encoder_s"] = time.perf_counter() - t
         context = torch.cat([uncond, cond])
 
         scale = 2 ** (len(vae.config.block_out_channels) - 1)
         gen = torch.Generator().manual_seed(0)
         x = torch.randn((1, vae.config.latent_channels, args.height // scale, args.width // scale), generator=gen)
-        ts = torch.full((2,), 500.0)
+        x = x.to(device=device, dtype=dtype)
+        ts = torch.full((2,), 500.0, device=device)
 
         def guided_step():
             eps = unet(torch.cat([x, x]), ts, encoder_hidden_states=context).sample
@@ -101,10 +117,12 @@ def diffusers_worker(args):
             return e_u + 7.0 * (e_c - e_u)
 
         guided_step()  # warm-up
+        sync()
         times = []
         for _ in range(args.steps):
             t = time.perf_counter()
             out = guided_step()
+            sync()
             times.append(time.perf_counter() - t)
         res["unet_step_s"] = sum(times) / len(times)
         res["unet_step_all_s"] = times
@@ -112,11 +130,14 @@ def diffusers_worker(args):
 
         t = time.perf_counter()
         img = vae.decode(x).sample.float()
+        sync()
         res["vae_decode_s"] = time.perf_counter() - t
         res["vae_out_shape"] = list(img.shape)
         res["vae_out_max_abs"] = float(img.abs().max())
         res["finite"] = bool(torch.isfinite(out).all() and torch.isfinite(img).all())
     res["vm_hwm_bytes"] = proc_status_bytes("VmHWM")
+    if device.type == "cuda":
+        res["gpu_peak_bytes"] = torch.cuda.max_memory_allocated(device)
     print(WORKER_TAG + json.dumps(res), flush=True)
 
 
@@ -203,6 +224,10 @@ def fmt_mib(v):
     return "n/a" if v is None else f"{v / 2**20:.0f} MiB"
 
 
+def fmt_its(v):
+    return "n/a" if v is None else f"{v:.2f}"
+
+
 def ratio(a, b):
     return "n/a" if a is None or b is None or b == 0 else f"{a / b:.2f}"
 
@@ -221,9 +246,13 @@ def main():
                          "stage's minimum over the rounds (default 1)")
     ap.add_argument("--order", choices=["diffusers-first", "kakusan-first"], default="diffusers-first")
     ap.add_argument("--skip-diffusers", action="store_true")
-    ap.add_argument("--kakusan-dtype", default="f32", choices=["f32", "bf16"],
-                    help="kakusan's --dtype (diffusers always runs f32: issue 8 compares kakusan "
-                         "bf16 against diffusers f32)")
+    ap.add_argument("--kakusan-dtype", default="f32", choices=["f32", "bf16", "f16"],
+                    help="kakusan's --dtype (issue 8 compares kakusan bf16 against diffusers f32 "
+                         "on the CPU)")
+    ap.add_argument("--diffusers-dtype", default="f32", choices=["f32", "bf16", "f16"],
+                    help="diffusers' dtype (default f32; f16 on a GPU)")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                    help="where both tools run (default cpu)")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     args.steps = max(1, args.steps)
@@ -239,7 +268,8 @@ def main():
             return None
         cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "--model", args.model,
                "--steps", str(args.steps), "--width", str(args.width), "--height", str(args.height),
-               "--threads", str(args.threads)]
+               "--threads", str(args.threads), "--device", args.device,
+               "--diffusers-dtype", args.diffusers_dtype]
         print(f"[diffusers] {' '.join(cmd)}", file=sys.stderr, flush=True)
         r = run_child(cmd)
         lines = [ln for ln in r["output"].splitlines() if ln.startswith(WORKER_TAG)]
@@ -251,7 +281,7 @@ def main():
     def run_kakusan():
         cmd = [args.kakusan, "bench", "--model", args.model, "--width", str(args.width),
                "--height", str(args.height), "--steps", str(args.steps),
-               "--dtype", args.kakusan_dtype]
+               "--dtype", args.kakusan_dtype, "--device", args.device]
         print(f"[kakusan] {' '.join(cmd)}", file=sys.stderr, flush=True)
         r = run_child(cmd)
         if r["rc"] != 0:
@@ -288,9 +318,10 @@ def main():
     ]
     rounds = len(ks)
     out = []
+    where = "CPU" if args.device == "cpu" else f"{args.device} ({(ds[0]['res'].get('gpu') if ds else None) or 'GPU'})"
     out.append(f"SD 1.5-shaped model, random f32 weights (kakusan --dtype {args.kakusan_dtype}, "
-               f"diffusers f32), {args.width}x{args.height} "
-               f"(latent {args.width // 8}x{args.height // 8}), CPU, N = {args.steps} timed UNet steps "
+               f"diffusers {args.diffusers_dtype}), {args.width}x{args.height} "
+               f"(latent {args.width // 8}x{args.height // 8}), {where}, N = {args.steps} timed UNet steps "
                f"after 1 warm-up; {rounds} round(s), each figure the minimum over the rounds; "
                f"run {started}.")
     out.append("")
@@ -299,6 +330,13 @@ def main():
     for label, key in rows:
         kv, dv = best(ks, key), best(ds, key)
         out.append(f"| {label} | {fmt_s(kv)} | {fmt_s(dv)} | {ratio(kv, dv)} |")
+    kv, dv = best(ks, "unet_step_s"), best(ds, "unet_step_s")
+    k_its, d_its = (None if kv is None else 1 / kv), (None if dv is None else 1 / dv)
+    out.append(f"| UNet it/s (1 / step; CFG batch 2) | {fmt_its(k_its)} | {fmt_its(d_its)} | "
+               f"{ratio(k_its, d_its)} |")
+    if ds and ds[0]["res"].get("gpu_peak_bytes"):
+        out.append(f"| peak GPU memory (diffusers: torch max_memory_allocated) | n/a | "
+                   f"{fmt_mib(max(r['res'].get('gpu_peak_bytes') or 0 for r in ds))} | n/a |")
     k_rss, d_rss = best_top(ks, "maxrss_bytes", max), best_top(ds, "maxrss_bytes", max)
     out.append(f"| peak RSS (wait4 ru_maxrss, max over rounds) | {fmt_mib(k_rss)} | {fmt_mib(d_rss)} | "
                f"{ratio(k_rss, d_rss)} |")

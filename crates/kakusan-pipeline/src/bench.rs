@@ -1,4 +1,7 @@
 //! Stage timings for `kakusan bench`: text encoder, one guided UNet step, VAE decode.
+//!
+//! On a GPU the kernels run asynchronously: each timed stage ends with a device
+//! synchronisation, so a stage's time is its kernels' time and not only their launch.
 
 use std::time::Instant;
 
@@ -19,6 +22,7 @@ impl StableDiffusion {
         let t = Instant::now();
         let cond = self.encode_prompt("a photograph of an astronaut riding a horse", 1)?;
         let uncond = self.encode_prompt("", 1)?;
+        self.device.synchronize()?;
         let text_encoder_s = t.elapsed().as_secs_f64();
         let scale = vae_scale(&self.vae_config);
         let shape = (
@@ -35,16 +39,19 @@ impl StableDiffusion {
             dtype: self.dtype,
         };
         guided.predict(&x, 500.0)?; // warm-up
+        self.device.synchronize()?;
         let t = Instant::now();
         for _ in 0..steps {
             guided.predict(&x, 500.0)?;
         }
+        self.device.synchronize()?;
         let unet_step_s = t.elapsed().as_secs_f64() / steps as f64;
         let t = Instant::now();
         self.vae
             .decode(&x.to_dtype(self.dtype)?)
             .map_err(|e| PipelineError::Config(format!("vae: {e}")))?
             .to_dtype(DType::F32)?;
+        self.device.synchronize()?;
         let vae_decode_s = t.elapsed().as_secs_f64();
         Ok(BenchReport {
             text_encoder_s,
