@@ -10,6 +10,7 @@ use candle_core::backprop::GradStore;
 use candle_core::Tensor;
 
 use crate::error::{Result, TrainError};
+use crate::fused_update::{self, cpu_f32_values, AdamWCoefficients};
 use crate::named_vars::NamedVars;
 
 /// AdamW hyper-parameters (the learning rate comes per step from the schedule).
@@ -79,12 +80,34 @@ impl AdamW {
             let (Some(m), Some(v)) = (self.m.get_mut(name), self.v.get_mut(name)) else {
                 continue;
             };
+            let p = var.as_tensor();
+            // Contiguous f32 CPU operands: one pass on all threads, bit-identical to the
+            // composite below (fused_update.rs).
+            let fused = match (
+                cpu_f32_values(p),
+                cpu_f32_values(g),
+                cpu_f32_values(m),
+                cpu_f32_values(v),
+            ) {
+                (Some(ps), Some(gs), Some(ms), Some(vs)) if ps.len() == gs.len() => {
+                    let coef =
+                        AdamWCoefficients::new(c.beta1, c.beta2, c.eps, c.weight_decay, t, lr);
+                    Some(fused_update::adamw(&ps, &gs, &ms, &vs, &coef))
+                }
+                _ => None,
+            };
+            if let Some((new_p, new_m, new_v)) = fused {
+                let (shape, dev) = (p.shape(), p.device());
+                var.set(&Tensor::from_vec(new_p, shape, dev)?)?;
+                *m = Tensor::from_vec(new_m, shape, dev)?;
+                *v = Tensor::from_vec(new_v, shape, dev)?;
+                continue;
+            }
             let new_m = ((&*m * c.beta1)? + (g * (1.0 - c.beta1))?)?;
             let new_v = ((&*v * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?;
             let m_hat = (&new_m / bias1)?;
             let v_hat = (&new_v / bias2)?;
             let update = (m_hat / (v_hat.sqrt()? + c.eps)?)?;
-            let p = var.as_tensor();
             let decayed = (p * (1.0 - lr * c.weight_decay))?;
             var.set(&(decayed - (update * lr)?)?)?;
             *m = new_m;

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use candle_core::Tensor;
 
 use crate::error::{Result, TrainError};
+use crate::fused_update::{self, cpu_f32_values};
 use crate::named_vars::NamedVars;
 
 pub struct Ema {
@@ -41,8 +42,19 @@ impl Ema {
         let d = self.current_decay();
         for (name, var) in vars.iter() {
             if let Some(s) = self.shadow.get_mut(name) {
-                let w = var.as_tensor().detach();
-                *s = ((&*s * d)? + (w * (1.0 - d))?)?;
+                let w = var.as_tensor();
+                // One pass on all threads for contiguous f32 CPU tensors, bit-identical to
+                // the composite (fused_update.rs).
+                let fused = match (cpu_f32_values(s), cpu_f32_values(w)) {
+                    (Some(ss), Some(ws)) if ss.len() == ws.len() => {
+                        Some(fused_update::ema(&ss, &ws, d))
+                    }
+                    _ => None,
+                };
+                *s = match fused {
+                    Some(values) => Tensor::from_vec(values, s.shape(), s.device())?,
+                    None => ((&*s * d)? + (w.detach() * (1.0 - d))?)?,
+                };
             }
         }
         self.updates += 1;

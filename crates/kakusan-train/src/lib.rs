@@ -8,6 +8,7 @@ pub mod checkpoint;
 pub mod ema;
 pub mod error;
 pub mod export;
+mod fused_update;
 pub mod grad_clip;
 pub mod init;
 pub mod loss_log;
