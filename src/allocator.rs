@@ -20,3 +20,22 @@ pub fn tune_for_tensors() {
         }
     }
 }
+
+/// For `kakusan train`: no `mmap` at all, so the buffers above the 32 MiB threshold (a
+/// training step's attention probabilities at 16x16 are 67 MB) are reused from the heap too
+/// instead of being mapped, faulted in and zeroed again every step.
+///
+/// kakusan-mini's UNet training (scratch.toml, 2 cores): page faults per step 4,480 -> 870,
+/// system time about 30 ms less per step, peak RSS unchanged (1.33 GB). Only for training,
+/// whose buffers repeat the same sizes every step; generation keeps mapping its large buffers
+/// so that peak memory returns to the system between stages.
+pub fn keep_large_buffers_in_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallopt only changes allocator parameters; called from main before any
+        // thread is started.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_MAX, 0);
+        }
+    }
+}

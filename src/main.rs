@@ -28,6 +28,9 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = cli::Cli::parse();
+    if matches!(cli.command, cli::Command::Train(_)) {
+        allocator::keep_large_buffers_in_heap();
+    }
     let result = match cli.command {
         cli::Command::Generate(args) => generate::run(args),
         cli::Command::Info(args) => info::run(args),
