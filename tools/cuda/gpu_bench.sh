@@ -8,7 +8,7 @@
 #   bench-gpu-f16.md         tools/parity/bench_sd15.py, both tools in fp16 (10 timed steps, 2 rounds)
 #   bench-gpu-f32.md         the same in f32 (5 steps, 1 round)
 # and prints the wall time of a whole 20-step 512x512 generation in each tool.
-export PYTHONUNBUFFERED=1
+export PYTHONUNBUFFERED=1 RUST_BACKTRACE=1
 T0=$(date +%s); el() { echo "== $(( $(date +%s) - T0 )) s: $*"; }
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv | tee $OUT/gpu.txt
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site || exit 3
