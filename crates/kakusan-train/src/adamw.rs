@@ -89,7 +89,9 @@ impl AdamW {
                 cpu_f32_values(m),
                 cpu_f32_values(v),
             ) {
-                (Some(ps), Some(gs), Some(ms), Some(vs)) if ps.len() == gs.len() => {
+                (Some(ps), Some(gs), Some(ms), Some(vs))
+                    if [gs.len(), ms.len(), vs.len()] == [ps.len(); 3] =>
+                {
                     let coef =
                         AdamWCoefficients::new(c.beta1, c.beta2, c.eps, c.weight_decay, t, lr);
                     Some(fused_update::adamw(&ps, &gs, &ms, &vs, &coef))
