@@ -26,7 +26,7 @@ pub enum DeviceError {
     /// A CUDA device was asked for but this build has no CUDA support.
     #[error(
         "device cuda:{ordinal} was requested, but this kakusan was built without CUDA support; \
-         rebuild with the `cuda` feature (needs the CUDA toolkit) or use the cpu device"
+         rebuild with the `cuda` feature (`tools/cuda/build.sh` fetches what it needs) or use the cpu device"
     )]
     CudaNotCompiled {
         /// The GPU number asked for.
