@@ -143,6 +143,10 @@ fn training_ops_against_candle_composites() {
     for (name, shape) in [
         ("self-attention, [128, 64, 16]", (128, 64, 16)),
         ("self-attention, [128, 256, 8]", (128, 256, 8)),
+        // The wide UNet (kakusan-mini since stage 5): batch 32 x 8 heads at 16x16 (width 8)
+        // and at 8x8 (width 16).
+        ("self-attention, [256, 256, 8]", (256, 256, 8)),
+        ("self-attention, [256, 64, 16]", (256, 64, 16)),
     ] {
         report(
             name,
