@@ -61,11 +61,13 @@ pub(crate) fn matmul_parallel(dst: &mut [f32], m: usize, n: usize, k: usize, lhs
 /// column-major scratch and transposed into `dst`.
 ///
 /// `gemm` turns a row-major destination around and tiles its columns by 16-lane vectors:
-/// with 16 columns (the attention heads' width in kakusan-mini: `P V`, `dV`, `dQ`, `dK` of
-/// a 16-wide head) it runs its one-vector `x1x6` kernel, which waits on loads (9.8 % of a
-/// training step's samples in `perf`). Column-major, the rows are the long side and it runs
-/// the four-vector kernel; the transpose back costs one pass over `m x n` values.
-const NARROW_COLUMNS: usize = 64;
+/// with 8 columns (the 8-wide heads of kakusan-mini's UNet at 16x16: `P V`, `dV`, `dQ`, `dK`)
+/// half of each vector of its one-vector kernel is padding. Column-major, the rows are the
+/// long side and it runs the four-vector kernel; the transpose back costs one pass over
+/// `m x n` values. Measured per op (`train_op_cost`): attention [256, 256, 8] 59-70 -> 48-54
+/// ms. Not for 16 columns and more: there gemm then packs the larger operand and loses what
+/// the kernel gains (width 16 unchanged; SD 1.5's width 40 at 4096 keys twice as slow).
+const NARROW_COLUMNS: usize = 16;
 
 fn matmul_on(
     dst: &mut [f32],
@@ -172,11 +174,11 @@ mod tests {
         // Narrow (the column-major route, odd sizes included), square and wide shapes; the
         // left operand read transposed in half of them; plain and accumulating.
         for &(m, n, k) in &[
-            (100, 16, 37),
-            (64, 16, 256),
+            (100, 8, 37),
+            (64, 8, 256),
             (33, 7, 5),
-            (16, 16, 9),
-            (40, 70, 13),
+            (8, 8, 9),
+            (40, 16, 13),
         ] {
             for transposed_lhs in [false, true] {
                 for accumulate in [false, true] {
