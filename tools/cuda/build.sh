@@ -9,7 +9,8 @@
 #    (`dynamic-linking`), so the linker needs libcuda.so, which only a driver installs: a stub
 #    with cudarc's driver-API names and the soname libcuda.so.1 stands in; the GPU machine's
 #    driver provides the real one at run time.
-# 2. `cargo build --release --features cuda` into $CARGO_TARGET_DIR (default target-cuda/), with
+# 2. `cargo build --release --features cuda` into $CUDA_TARGET_DIR (default target-cuda/; never
+#    the CPU build's target folder, whose `kakusan` it would replace with one that needs a GPU), with
 #    the kernels' PTX for compute capability $CUDA_COMPUTE_CAP (default 90: Hopper).
 # 3. Packs for `device run`: .dev/kakusan.xz (the stripped binary) and, in .whl/, the diffusers
 #    wheel the GPU machine's Python lacks. Both folders are git-ignored
@@ -49,7 +50,7 @@ gcc -shared -fPIC -Wl,-soname,libcuda.so.1 -o "$CU/lib/stubs/libcuda.so" "$CU/li
 export CUDA_ROOT=$CU CUDA_HOME=$CU CUDA_PATH=$CU PATH=$CU/bin:$PATH
 export CUDA_COMPUTE_CAP=${CUDA_COMPUTE_CAP:-90}
 export LIBRARY_PATH=$CU/lib:$CU/lib/stubs${LIBRARY_PATH:+:$LIBRARY_PATH}
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target-cuda}
+export CARGO_TARGET_DIR=${CUDA_TARGET_DIR:-$ROOT/target-cuda}
 nvcc --version | tail -1
 (cd "$ROOT" && cargo build --release --features cuda)
 BIN=$CARGO_TARGET_DIR/release/kakusan
