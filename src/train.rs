@@ -225,6 +225,17 @@ fn train_unet(args: &TrainArgs) -> anyhow::Result<()> {
         &device,
     )?
     .with_prediction(scheduler.prediction()?);
+    if config.task.feature_alignment_weight > 0.0 {
+        let dir = config.model.feature_teacher.as_ref().with_context(|| {
+            format!(
+                "{}: feature_alignment_weight needs [model] feature_teacher (a classifier folder)",
+                args.config.display()
+            )
+        })?;
+        let teacher = kakusan_eval::ClassifierTeacher::load(dir, config.task.feature_teacher_stage)
+            .with_context(|| format!("loading the feature teacher {}", dir.display()))?;
+        task = task.with_feature_teacher(Box::new(teacher))?;
+    }
     eprintln!(
         "text encoder + UNet: {} parameters",
         task.model_vars().parameter_count()

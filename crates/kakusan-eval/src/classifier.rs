@@ -181,8 +181,25 @@ impl Classifier {
         &self.config
     }
 
-    /// The logits of a batch `x` `[B, 3, S, S]` in [-1, 1], S = `config.image_size`.
-    pub fn forward(&self, x: &Tensor) -> Result<Logits> {
+    /// The feature map after stage `stage` (`[B, channels[stage], S >> (stage + 1), ...]`)
+    /// of a batch `x` `[B, 3, S, S]` in [-1, 1]: what a diffusion UNet's feature alignment
+    /// learns to predict (`kakusan_train::tasks::feature_alignment`).
+    pub fn stage_features(&self, x: &Tensor, stage: usize) -> Result<Tensor> {
+        self.check_input(x)?;
+        let blocks = self.stages.get(..=stage).ok_or_else(|| {
+            EvalError::Config(format!(
+                "the classifier has {} stages, no stage {stage}",
+                self.stages.len()
+            ))
+        })?;
+        let mut x = x.clone();
+        for block in blocks.iter().flatten() {
+            x = block.forward(&x)?;
+        }
+        Ok(x)
+    }
+
+    fn check_input(&self, x: &Tensor) -> Result<()> {
         let (_, c, h, w) = x.dims4()?;
         let s = self.config.image_size;
         if (c, h, w) != (3, s, s) {
@@ -191,6 +208,12 @@ impl Classifier {
                 x.dims()
             )));
         }
+        Ok(())
+    }
+
+    /// The logits of a batch `x` `[B, 3, S, S]` in [-1, 1], S = `config.image_size`.
+    pub fn forward(&self, x: &Tensor) -> Result<Logits> {
+        self.check_input(x)?;
         let mut x = x.clone();
         for block in self.stages.iter().flatten() {
             x = block.forward(&x)?;

@@ -232,6 +232,11 @@ impl Evaluator {
         &self.model
     }
 
+    /// The network, owned.
+    pub fn into_classifier(self) -> Classifier {
+        self.model
+    }
+
     /// Reads one object per picture (the only or most prominent one). Pictures of another
     /// size than the classifier's are resized first (A1111's "Just resize").
     pub fn classify(&self, images: &[RgbImage]) -> Result<Vec<Prediction>> {

@@ -9,7 +9,8 @@
 //! Modules: [`attribute`] (the five heads and their labels), [`classifier`] (the network and
 //! its config), [`view`] (what picture the network sees: the whole picture for one object,
 //! one masked half per object for two), [`task`] (the [`kakusan_train::TrainTask`]),
-//! [`evaluate`] (held-out accuracy, [`Evaluator`] for finished pictures), [`run`] (the TOML
+//! [`evaluate`] (held-out accuracy, [`Evaluator`] for finished pictures), [`teacher`] (the
+//! classifier as a UNet's feature-alignment teacher), [`run`] (the TOML
 //! run config, training and export), [`error`].
 
 pub mod adherence;
@@ -19,6 +20,7 @@ pub mod error;
 pub mod evaluate;
 pub mod run;
 pub mod task;
+pub mod teacher;
 pub mod view;
 
 pub use adherence::{cases_of, held_out_cases, with_glyph, Adherence, EvalCase, Tally, TARGETS};
@@ -30,6 +32,7 @@ pub use evaluate::{
 };
 pub use run::{export, train_classifier, ClassifierRun, ClassifierRunConfig};
 pub use task::{ClassifierTask, ClassifierTaskConfig};
+pub use teacher::ClassifierTeacher;
 pub use view::{object_view, object_views};
 
 /// The weights file of an exported classifier (next to its `config.json`).

@@ -48,6 +48,14 @@ impl NamedVars {
         Self { entries }
     }
 
+    /// These variables and `other`'s, sorted by name (the same `Var`s, shared).
+    pub fn joined(&self, other: &NamedVars) -> Self {
+        let mut entries: Vec<(String, Var)> =
+            self.entries.iter().chain(&other.entries).cloned().collect();
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        Self { entries }
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Var)> {
         self.entries.iter().map(|(n, v)| (n.as_str(), v))
     }

@@ -59,6 +59,11 @@ pub struct DiffusionModelFiles {
     /// layers first computes what the initial one did.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub new_layers: Vec<String>,
+    /// The frozen teacher of the feature alignment objective (`[task]
+    /// feature_alignment_weight`): an exported classifier folder (`kakusan train
+    /// classifier`'s `OUT/model`, or `models/kakusan-eval`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feature_teacher: Option<PathBuf>,
 }
 
 /// The files a text encoder + UNet run reads, every one settled.
@@ -181,6 +186,7 @@ impl DiffusionRunConfig {
             &mut m.scheduler_config,
             &mut m.vae,
             &mut m.tokenizer,
+            &mut m.feature_teacher,
         ]
         .into_iter()
         .flatten()
@@ -254,6 +260,7 @@ mod tests {
             vae: Some("my-vae".into()),
             tokenizer: None,
             new_layers: vec![],
+            feature_teacher: None,
         };
         let p = own.paths(Some(&model)).unwrap();
         assert_eq!(p.unet_config, PathBuf::from("grown.json"));

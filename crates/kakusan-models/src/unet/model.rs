@@ -192,6 +192,51 @@ impl UNet2DConditionModel {
         timestep: &Tensor,
         context: &Tensor,
     ) -> Result<Tensor, UNetError> {
+        Ok(self.run(x, timestep, context, None)?.0)
+    }
+
+    /// The channels of each skip connection the down path keeps, in order: `conv_in`'s
+    /// output, then every layer of every down block, each block's down-sampler after its
+    /// layers (all but the last block have one). Index `i` is what
+    /// [`Self::forward_with_skip`] returns for `i`.
+    pub fn skip_channels(&self) -> Result<Vec<usize>, UNetError> {
+        let c = &self.config;
+        let blocks = c.block_out_channels.len();
+        let layers = c.layers_per_block.per_block(blocks, "layers_per_block")?;
+        let mut out = vec![c.block_out_channels[0]];
+        for (i, (&channels, &n)) in c.block_out_channels.iter().zip(&layers).enumerate() {
+            out.extend(std::iter::repeat_n(channels, n));
+            if i + 1 < blocks {
+                out.push(channels);
+            }
+        }
+        Ok(out)
+    }
+
+    /// [`Self::forward`], also returning the down path's skip connection `skip` (see
+    /// [`Self::skip_channels`]): an inner representation for training objectives that
+    /// shape it (feature alignment).
+    pub fn forward_with_skip(
+        &self,
+        x: &Tensor,
+        timestep: &Tensor,
+        context: &Tensor,
+        skip: usize,
+    ) -> Result<(Tensor, Tensor), UNetError> {
+        let (out, tapped) = self.run(x, timestep, context, Some(skip))?;
+        let tapped = tapped.ok_or_else(|| {
+            UNetError::InvalidConfig(format!("the UNet has no skip connection {skip}"))
+        })?;
+        Ok((out, tapped))
+    }
+
+    fn run(
+        &self,
+        x: &Tensor,
+        timestep: &Tensor,
+        context: &Tensor,
+        tap: Option<usize>,
+    ) -> Result<(Tensor, Option<Tensor>), UNetError> {
         let batch = self.check_inputs(x, context)?;
         let timesteps = self.batch_timesteps(timestep, batch)?;
 
@@ -222,6 +267,7 @@ impl UNet2DConditionModel {
         if let Some(mid) = &self.mid_block {
             h = mid.forward(&h, &temb, context).running("mid_block")?;
         }
+        let tapped = tap.and_then(|i| skips.get(i).cloned());
 
         for (place, block) in &self.up_blocks {
             let needed = block.skips_needed();
@@ -256,7 +302,8 @@ impl UNet2DConditionModel {
                 .after_group_norm(norm, &h)
                 .running("conv_norm_out")?;
         }
-        self.conv_out.forward(&h).running("conv_out")
+        let out = self.conv_out.forward(&h).running("conv_out")?;
+        Ok((out, tapped))
     }
 
     /// Checks `x` and `context`; returns the batch size.
@@ -332,6 +379,43 @@ mod tests {
             norm_num_groups: Some(8),
             ..Default::default()
         }
+    }
+
+    /// Every skip connection can be tapped, has the channels `skip_channels` says and the
+    /// side of its level; tapping changes nothing in the output; a missing one is an error.
+    #[test]
+    fn skip_connections_can_be_tapped() {
+        let dev = Device::Cpu;
+        let map = VarMap::new();
+        let vb = VarBuilder::from_varmap(&map, DType::F32, &dev);
+        let config = UNetConfig {
+            layers_per_block: PerBlock::Same(2),
+            ..tiny_config()
+        };
+        let unet = UNet2DConditionModel::new(vb, &config).unwrap();
+        let channels = unet.skip_channels().unwrap();
+        // conv_in, 2 layers + down-sampler of block 0, 2 layers of block 1.
+        assert_eq!(channels, vec![16, 16, 16, 16, 32, 32]);
+        let sides = [8, 8, 8, 4, 4, 4];
+        let ctx = Tensor::randn(0f32, 1.0, (2, 5, 12), &dev).unwrap();
+        let t = Tensor::new(&[10.5f32, 999.0], &dev).unwrap();
+        let x = Tensor::randn(0f32, 1.0, (2, 4, 8, 8), &dev).unwrap();
+        let plain = unet.forward(&x, &t, &ctx).unwrap();
+        for (i, (&c, &side)) in channels.iter().zip(&sides).enumerate() {
+            let (out, tapped) = unet.forward_with_skip(&x, &t, &ctx, i).unwrap();
+            assert_eq!(tapped.dims(), &[2, c, side, side], "skip {i}");
+            let diff = (out - &plain)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert_eq!(diff, 0.0);
+        }
+        let err = unet.forward_with_skip(&x, &t, &ctx, 6).unwrap_err();
+        assert!(err.to_string().contains("skip connection 6"), "{err}");
     }
 
     #[test]

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use super::caption_probe::{CaptionLabels, CaptionProbe, PROBE_PREFIX};
 use super::captioned_images::{batch_for_step, CaptionedImages};
+use super::feature_alignment::{FeatureAlignment, FeatureTeacher, ALIGNMENT_PREFIX};
 use crate::error::{Result, TrainError};
 use crate::named_vars::NamedVars;
 use crate::trainer::TrainTask;
@@ -64,6 +65,20 @@ pub struct DiffusionTaskConfig {
     /// in pixels. Object pixels are those away from the picture's background colour (its
     /// median): on photos (a fine-tune's folder) nearly every cell, so nearly uniform.
     pub object_loss_weight: f64,
+    /// Weight of the feature alignment objective (see [`super::feature_alignment`]; 0:
+    /// off): the UNet's skip connection [`Self::feature_alignment_skip`], through a
+    /// projector, predicts a frozen teacher's features of the clean picture (REPA uses 0.5).
+    /// The teacher comes from the run's `[model] feature_teacher`.
+    pub feature_alignment_weight: f64,
+    /// Which skip connection of the UNet's down path is aligned
+    /// ([`UNet2DConditionModel::skip_channels`] order; kakusan-mini's wide UNet: 3 is the
+    /// first layer of the 8x8 level, 128 channels).
+    pub feature_alignment_skip: usize,
+    /// After which of the teacher's stages its features are taken (the classifier's
+    /// stage 2 ends at 8x8 on 64x64 pictures, 64 channels).
+    pub feature_teacher_stage: usize,
+    /// Width of the projector's hidden layers.
+    pub feature_alignment_hidden: usize,
 }
 
 impl Default for DiffusionTaskConfig {
@@ -77,6 +92,10 @@ impl Default for DiffusionTaskConfig {
             caption_probe_weight: 0.0,
             min_snr_gamma: 0.0,
             object_loss_weight: 0.0,
+            feature_alignment_weight: 0.0,
+            feature_alignment_skip: 3,
+            feature_teacher_stage: 2,
+            feature_alignment_hidden: 256,
         }
     }
 }
@@ -159,6 +178,7 @@ pub struct DiffusionTask {
     device: Device,
     prediction: Prediction,
     probe: Option<CaptionProbe>,
+    alignment: Option<FeatureAlignment>,
 }
 
 /// What the UNet regresses: the noise `eps`, or the velocity `a eps - s z` (`a`, `s`: the
@@ -243,7 +263,38 @@ impl DiffusionTask {
             device: device.clone(),
             prediction: Prediction::Epsilon,
             probe,
+            alignment: None,
         })
+    }
+
+    /// Adds the feature alignment objective with `teacher` (needed when the config's
+    /// `feature_alignment_weight` is above 0): its projector's fresh variables join the
+    /// trained ones under [`ALIGNMENT_PREFIX`].
+    pub fn with_feature_teacher(mut self, teacher: Box<dyn FeatureTeacher>) -> Result<Self> {
+        let channels = self
+            .unet
+            .skip_channels()
+            .map_err(|e| TrainError::Config(format!("unet config: {e}")))?;
+        let skip = self.config.feature_alignment_skip;
+        let unet_channels = *channels.get(skip).ok_or_else(|| {
+            TrainError::Config(format!(
+                "feature_alignment_skip {skip}: the UNet has {} skip connections",
+                channels.len()
+            ))
+        })?;
+        let map = VarMap::new();
+        let vb = crate::seeded_init::seeded_var_builder(&map, self.config.seed, &self.device);
+        let alignment = FeatureAlignment::new(
+            vb,
+            unet_channels,
+            self.config.feature_alignment_hidden,
+            teacher,
+        )?;
+        self.vars = self
+            .vars
+            .joined(&NamedVars::prefixed(&[(ALIGNMENT_PREFIX, &map)]));
+        self.alignment = Some(alignment);
+        Ok(self)
     }
 
     /// The same task regressing `prediction` (default: the noise).
@@ -253,9 +304,11 @@ impl DiffusionTask {
     }
 
     /// The variables of the model itself (text encoder and UNet), without the training-only
-    /// caption probe: what an exported model holds and `--init` sets.
+    /// caption probe and alignment projector: what an exported model holds and `--init`
+    /// sets.
     pub fn model_vars(&self) -> NamedVars {
-        self.vars.filtered(|name| !name.starts_with(PROBE_PREFIX))
+        self.vars
+            .filtered(|name| !name.starts_with(PROBE_PREFIX) && !name.starts_with(ALIGNMENT_PREFIX))
     }
 
     /// Text embeddings `[B, 77, D]` of `captions`.
@@ -349,10 +402,34 @@ impl TrainTask for DiffusionTask {
             &self.device,
         )?;
         let context = self.encode_text(&captions)?;
-        let pred = self
-            .unet
-            .forward(&noisy, &timesteps, &context)
-            .map_err(|e| TrainError::Config(format!("unet: {e}")))?;
+        let unet_err =
+            |e: kakusan_models::unet::UNetError| TrainError::Config(format!("unet: {e}"));
+        let (pred, alignment_loss) = match &self.alignment {
+            Some(alignment) if self.config.feature_alignment_weight > 0.0 => {
+                let (pred, inner) = self
+                    .unet
+                    .forward_with_skip(
+                        &noisy,
+                        &timesteps,
+                        &context,
+                        self.config.feature_alignment_skip,
+                    )
+                    .map_err(unet_err)?;
+                let targets = alignment.targets(&x)?;
+                (pred, Some(alignment.loss(&inner, &targets)?))
+            }
+            None if self.config.feature_alignment_weight > 0.0 => {
+                return Err(TrainError::Config(
+                    "feature_alignment_weight needs a teacher: [model] feature_teacher".into(),
+                ))
+            }
+            _ => (
+                self.unet
+                    .forward(&noisy, &timesteps, &context)
+                    .map_err(unet_err)?,
+                None,
+            ),
+        };
         let target = regression_target(self.prediction, &z, &eps, &a, &s)?;
         let mut squared = (pred - target)?.sqr()?;
         if self.config.min_snr_gamma > 0.0 {
@@ -367,6 +444,17 @@ impl TrainTask for DiffusionTask {
             (squared.broadcast_mul(&weights)?.mean_all()? / mean_weight)?
         } else {
             squared.mean_all()?
+        };
+        let loss = match alignment_loss {
+            Some(a) => {
+                tracing::debug!(
+                    step,
+                    alignment_loss = a.to_scalar::<f32>()?,
+                    "feature alignment"
+                );
+                (loss + (a * self.config.feature_alignment_weight)?)?
+            }
+            None => loss,
         };
         let probe_loss = match &self.probe {
             Some(probe) => probe.loss(&context, &labels)?,
@@ -494,8 +582,31 @@ mod tests {
         assert!(q > 4.0 * p, "pyramid block means {q} vs plain {p}");
     }
 
+    /// A stand-in teacher: the pictures pooled to 8x8 (the level of skip connection 3).
+    struct PooledPictures;
+
+    impl FeatureTeacher for PooledPictures {
+        fn channels(&self) -> usize {
+            3
+        }
+        fn features(&self, pictures: &Tensor) -> Result<Tensor> {
+            Ok(pictures.avg_pool2d(8)?)
+        }
+    }
+
+    /// Asking for feature alignment without a teacher is an error, not a silent no-op.
     #[test]
-    fn every_variable_receives_a_gradient() {
+    fn feature_alignment_without_a_teacher_is_refused() {
+        let mut task = tiny_task(DiffusionTaskConfig {
+            batch_size: 1,
+            feature_alignment_weight: 0.5,
+            ..Default::default()
+        });
+        let err = task.loss(0).unwrap_err();
+        assert!(err.to_string().contains("feature_teacher"), "{err}");
+    }
+
+    fn tiny_task(config: DiffusionTaskConfig) -> DiffusionTask {
         let dev = Device::Cpu;
         let text: ClipTextConfig =
             serde_json::from_value(json("training/kakusan-mini/text_encoder_config.json")).unwrap();
@@ -512,17 +623,7 @@ mod tests {
         let tokenizer = Tokenizer::from_folder(repo_file("tests/fixtures/tokenizer")).unwrap();
         let alphas: Vec<f64> = (0..1000).map(|i| 1.0 - (i as f64 + 1.0) / 1001.0).collect();
         let data = crate::tasks::ProceduralImages::new(&Default::default()).unwrap();
-        let config = DiffusionTaskConfig {
-            batch_size: 2,
-            caption_dropout: 0.0,
-            seed: 3,
-            offset_noise: 0.1,
-            pyramid_noise: 0.0,
-            caption_probe_weight: 0.5,
-            min_snr_gamma: 5.0,
-            object_loss_weight: 4.0,
-        };
-        let mut task = DiffusionTask::new(
+        DiffusionTask::new(
             &text,
             &unet,
             vae,
@@ -532,7 +633,35 @@ mod tests {
             Box::new(data),
             &dev,
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn every_variable_receives_a_gradient() {
+        let dev = Device::Cpu;
+        let config = DiffusionTaskConfig {
+            batch_size: 2,
+            caption_dropout: 0.0,
+            seed: 3,
+            offset_noise: 0.1,
+            pyramid_noise: 0.0,
+            caption_probe_weight: 0.5,
+            min_snr_gamma: 5.0,
+            object_loss_weight: 4.0,
+            feature_alignment_weight: 0.5,
+            ..Default::default()
+        };
+        let mut task = tiny_task(config)
+            .with_feature_teacher(Box::new(PooledPictures))
+            .unwrap();
+        assert!(task
+            .vars()
+            .iter()
+            .any(|(n, _)| n.starts_with(ALIGNMENT_PREFIX)));
+        assert!(!task
+            .model_vars()
+            .iter()
+            .any(|(n, _)| n.starts_with(ALIGNMENT_PREFIX)));
         // conv_out starts at zero, which zeroes every upstream gradient; give it values.
         for (name, var) in task.vars().iter() {
             if name == "unet.conv_out.weight" {

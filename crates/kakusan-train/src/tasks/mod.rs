@@ -4,6 +4,7 @@
 pub mod caption_probe;
 pub mod captioned_images;
 pub mod diffusion_task;
+pub mod feature_alignment;
 pub mod folder_images;
 pub mod prior_mixed_images;
 pub mod procedural_images;
@@ -12,6 +13,7 @@ pub mod vae_task;
 pub use caption_probe::{CaptionLabels, CaptionProbe};
 pub use captioned_images::CaptionedImages;
 pub use diffusion_task::{DiffusionTask, DiffusionTaskConfig};
+pub use feature_alignment::{FeatureAlignment, FeatureTeacher};
 pub use folder_images::FolderImages;
 pub use prior_mixed_images::PriorMixedImages;
 pub use procedural_images::{ProceduralDataConfig, ProceduralImages};
