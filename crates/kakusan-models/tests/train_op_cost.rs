@@ -62,7 +62,7 @@ fn report(name: &str, ours: f64, candle: f64) {
 #[test]
 #[ignore]
 fn training_ops_against_candle_composites() {
-    for (c, hw) in [(64usize, 16usize), (128, 8)] {
+    for (c, hw) in [(64usize, 16usize), (128, 8), (128, 4)] {
         let shape = [32, c, hw, hw];
         // What the loss and the backward bookkeeping cost by themselves (an identity op),
         // and SiLU alone: the part of the rows below that is not the op under test.
