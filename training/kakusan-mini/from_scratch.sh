@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # kakusan-mini from nothing, timed (issue 4 item 9: <= 3 hours on the 2-core machine):
-# the VAE (vae.toml), then text encoder + UNet (scratch.toml, or UNET_TOML) over that VAE,
-# then the held-out evaluation at the model's CFG 4.
+# the VAE (vae.toml), the feature-alignment teacher (teacher.toml: a classifier independent
+# of the shipped evaluator), then text encoder + UNet (scratch.toml, or UNET_TOML) over that
+# VAE with that teacher, then the held-out evaluation at the model's CFG 4.
 #
 #   training/kakusan-mini/from_scratch.sh OUT_DIR
 #
 # Resumable: run it again with the same OUT_DIR after a kill and each stage continues from
 # its last checkpoint. Every invocation appends each stage's wall seconds to OUT_DIR/times.csv
 # (stage,seconds,step reached), so the total over sessions is the sum of that file.
-# KAKUSAN (default target/release/kakusan) is the binary; VAE_STEPS / UNET_STEPS stop a
-# stage after that many more steps (a smoke test; the stage then stops short of its schedule).
+# KAKUSAN (default target/release/kakusan) is the binary; VAE_STEPS / TEACHER_STEPS /
+# UNET_STEPS stop a stage after that many more steps (a smoke test; the stage then stops
+# short of its schedule).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 HERE=$ROOT/training/kakusan-mini
@@ -33,11 +35,14 @@ stage() {
 }
 
 stage vae vae "$HERE/vae.toml" "$OUT/vae-run" "${VAE_STEPS:-}"
+stage teacher classifier "$HERE/teacher.toml" "$OUT/teacher-run" "${TEACHER_STEPS:-}"
 
-# The UNet's TOML with its [model] paths made absolute and the VAE of the stage above.
-awk -v dir="$HERE" -v vae="$OUT/vae-run/vae" '
+# The UNet's TOML with its [model] paths made absolute, the VAE and the teacher of the
+# stages above.
+awk -v dir="$HERE" -v vae="$OUT/vae-run/vae" -v teacher="$OUT/teacher-run/model" '
   /^\[/ { section = $0 }
   section == "[model]" && $1 == "vae" { print "vae = \"" vae "\""; next }
+  section == "[model]" && $1 == "feature_teacher" { print "feature_teacher = \"" teacher "\""; next }
   section == "[model]" && match($0, /^[a-z_]+ = "[^\/][^"]*"$/) {
     split($0, kv, " = \""); print kv[1] " = \"" dir "/" substr(kv[2], 1, length(kv[2]) - 1) "\""; next }
   { print }

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use super::caption_probe::{CaptionLabels, CaptionProbe, PROBE_PREFIX};
 use super::captioned_images::{batch_for_step, CaptionedImages};
 use super::feature_alignment::{FeatureAlignment, FeatureTeacher, ALIGNMENT_PREFIX};
+use super::timestep_sampling::{uniform, TimestepSampling};
 use crate::error::{Result, TrainError};
 use crate::named_vars::NamedVars;
 use crate::trainer::TrainTask;
@@ -79,6 +80,8 @@ pub struct DiffusionTaskConfig {
     pub feature_teacher_stage: usize,
     /// Width of the projector's hidden layers.
     pub feature_alignment_hidden: usize,
+    /// The distribution of training timesteps (see [`super::timestep_sampling`]).
+    pub timesteps: TimestepSampling,
 }
 
 impl Default for DiffusionTaskConfig {
@@ -96,6 +99,7 @@ impl Default for DiffusionTaskConfig {
             feature_alignment_skip: 3,
             feature_teacher_stage: 2,
             feature_alignment_hidden: 256,
+            timesteps: TimestepSampling::Uniform,
         }
     }
 }
@@ -324,11 +328,6 @@ impl DiffusionTask {
     }
 }
 
-/// A uniform number in [0, 1) from the generator's 24-bit stream.
-fn uniform(gen: &mut TorchCpuGenerator) -> f64 {
-    (gen.next_u32() >> 8) as f64 / (1u32 << 24) as f64
-}
-
 impl TrainTask for DiffusionTask {
     fn vars(&self) -> &NamedVars {
         &self.vars
@@ -368,9 +367,7 @@ impl TrainTask for DiffusionTask {
         let z =
             (posterior.sample_with(&post_eps).map_err(vae_err)? * self.scaling_factor)?.detach();
         let n = self.alphas_cumprod.len();
-        let t: Vec<usize> = (0..b)
-            .map(|_| ((uniform(&mut gen) * n as f64) as usize).min(n - 1))
-            .collect();
+        let t = self.config.timesteps.draw(&mut gen, b, n);
         let per = |f: &dyn Fn(f64) -> f64| -> Result<Tensor> {
             let v: Vec<f32> = t
                 .iter()

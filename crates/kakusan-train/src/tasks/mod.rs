@@ -8,6 +8,7 @@ pub mod feature_alignment;
 pub mod folder_images;
 pub mod prior_mixed_images;
 pub mod procedural_images;
+pub mod timestep_sampling;
 pub mod vae_task;
 
 pub use caption_probe::{CaptionLabels, CaptionProbe};
@@ -17,4 +18,5 @@ pub use feature_alignment::{FeatureAlignment, FeatureTeacher};
 pub use folder_images::FolderImages;
 pub use prior_mixed_images::PriorMixedImages;
 pub use procedural_images::{ProceduralDataConfig, ProceduralImages};
+pub use timestep_sampling::TimestepSampling;
 pub use vae_task::{VaeTask, VaeTaskConfig};
