@@ -8,7 +8,9 @@
 #
 # Resumable: run it again with the same OUT_DIR after a kill and each stage continues from
 # its last checkpoint. Every invocation appends each stage's wall seconds to OUT_DIR/times.csv
-# (stage,seconds,step reached), so the total over sessions is the sum of that file.
+# (stage,seconds,step reached), so the total over sessions is the sum of that file (an
+# invocation killed mid-stage logs nothing: then count that stage by its loss.csv clock,
+# printed at the end, which resumes carry on).
 # KAKUSAN (default target/release/kakusan) is the binary; VAE_STEPS / TEACHER_STEPS /
 # UNET_STEPS stop a stage after that many more steps (a smoke test; the stage then stops
 # short of its schedule).
@@ -50,4 +52,10 @@ awk -v dir="$HERE" -v vae="$OUT/vae-run/vae" -v teacher="$OUT/teacher-run/model"
 stage unet unet "$OUT/unet.toml" "$OUT/unet-run" "${UNET_STEPS:-}"
 
 awk -F, '{ s += $2 } END { printf "wall time so far: %d s (%.2f h)\n", s, s / 3600 }' "$OUT/times.csv"
+# The trainers' own clocks (loss.csv's last column, carried across resumes): they survive a
+# kill, where times.csv misses the killed invocation's stage.
+for run in vae teacher unet; do
+  awk -F, -v run="$run" 'END { printf "%s: %.0f s of training by its loss.csv\n", run, $NF }' \
+    "$OUT/$run-run/loss.csv"
+done
 "$BIN" eval --model "$OUT/unet-run/model" --cfg 4 --count 200 --grid "$OUT/eval-grid.png"
