@@ -185,7 +185,14 @@ impl Classifier {
     /// of a batch `x` `[B, 3, S, S]` in [-1, 1]: what a diffusion UNet's feature alignment
     /// learns to predict (`kakusan_train::tasks::feature_alignment`).
     pub fn stage_features(&self, x: &Tensor, stage: usize) -> Result<Tensor> {
-        self.check_input(x)?;
+        let (_, c, h, w) = x.dims4()?;
+        let s = self.config.image_size;
+        if (c, h, w) != (3, s, s) {
+            return Err(EvalError::Config(format!(
+                "the classifier takes [batch, 3, {s}, {s}] pictures, got {:?}",
+                x.dims()
+            )));
+        }
         let blocks = self.stages.get(..=stage).ok_or_else(|| {
             EvalError::Config(format!(
                 "the classifier has {} stages, no stage {stage}",
@@ -199,25 +206,10 @@ impl Classifier {
         Ok(x)
     }
 
-    fn check_input(&self, x: &Tensor) -> Result<()> {
-        let (_, c, h, w) = x.dims4()?;
-        let s = self.config.image_size;
-        if (c, h, w) != (3, s, s) {
-            return Err(EvalError::Config(format!(
-                "the classifier takes [batch, 3, {s}, {s}] pictures, got {:?}",
-                x.dims()
-            )));
-        }
-        Ok(())
-    }
-
     /// The logits of a batch `x` `[B, 3, S, S]` in [-1, 1], S = `config.image_size`.
     pub fn forward(&self, x: &Tensor) -> Result<Logits> {
-        self.check_input(x)?;
-        let mut x = x.clone();
-        for block in self.stages.iter().flatten() {
-            x = block.forward(&x)?;
-        }
+        // `validate` guarantees at least one stage.
+        let x = self.stage_features(x, self.stages.len() - 1)?;
         let features = self.hidden.forward(&x.flatten_from(1)?)?.silu()?;
         let logits = [0, 1, 2, 3, 4].map(|i| self.heads[i].forward(&features));
         let [a, b, c, d, e] = logits;

@@ -470,6 +470,7 @@ impl TrainTask for DiffusionTask {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tasks::feature_alignment::PooledPictures;
     use candle_core::DType;
     use candle_nn::VarBuilder;
     use std::path::PathBuf;
@@ -579,18 +580,6 @@ mod tests {
         assert!(q > 4.0 * p, "pyramid block means {q} vs plain {p}");
     }
 
-    /// A stand-in teacher: the pictures pooled to 8x8 (the level of skip connection 3).
-    struct PooledPictures;
-
-    impl FeatureTeacher for PooledPictures {
-        fn channels(&self) -> usize {
-            3
-        }
-        fn features(&self, pictures: &Tensor) -> Result<Tensor> {
-            Ok(pictures.avg_pool2d(8)?)
-        }
-    }
-
     /// Asking for feature alignment without a teacher is an error, not a silent no-op.
     #[test]
     fn feature_alignment_without_a_teacher_is_refused() {
@@ -649,7 +638,8 @@ mod tests {
             ..Default::default()
         };
         let mut task = tiny_task(config)
-            .with_feature_teacher(Box::new(PooledPictures))
+            // 64x64 pictures pooled to 8x8, the level of skip connection 3.
+            .with_feature_teacher(Box::new(PooledPictures(8)))
             .unwrap();
         assert!(task
             .vars()

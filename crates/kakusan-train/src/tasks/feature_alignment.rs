@@ -102,22 +102,30 @@ fn cosine_rows(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     Ok(dot.div(&(norm(a)? * norm(b)?)?)?)
 }
 
+/// A stand-in teacher for tests: the RGB pictures average-pooled by its factor.
+#[cfg(test)]
+pub(crate) struct PooledPictures(pub usize);
+
+#[cfg(test)]
+impl FeatureTeacher for PooledPictures {
+    fn channels(&self) -> usize {
+        3
+    }
+    fn features(&self, pictures: &Tensor) -> Result<Tensor> {
+        Ok(pictures.avg_pool2d(self.0)?)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use candle_core::{DType, Device};
     use candle_nn::{Optimizer, VarMap};
 
-    /// A teacher whose features are a fixed linear map of the 2x2-pooled picture.
-    struct PoolTeacher;
-
-    impl FeatureTeacher for PoolTeacher {
-        fn channels(&self) -> usize {
-            3
-        }
-        fn features(&self, pictures: &Tensor) -> Result<Tensor> {
-            Ok(pictures.avg_pool2d(2)?)
-        }
+    /// A fresh projector from `unet_channels` through `hidden` to the pictures pooled by 2.
+    fn projector(map: &VarMap, unet_channels: usize, hidden: usize) -> FeatureAlignment {
+        let vb = VarBuilder::from_varmap(map, DType::F32, &Device::Cpu);
+        FeatureAlignment::new(vb, unet_channels, hidden, Box::new(PooledPictures(2))).unwrap()
     }
 
     #[test]
@@ -132,9 +140,7 @@ mod tests {
     #[test]
     fn maps_that_do_not_pool_to_the_unet_level_are_refused() {
         let dev = Device::Cpu;
-        let map = VarMap::new();
-        let vb = VarBuilder::from_varmap(&map, DType::F32, &dev);
-        let align = FeatureAlignment::new(vb, 4, 8, Box::new(PoolTeacher)).unwrap();
+        let align = projector(&VarMap::new(), 4, 8);
         let inner = Tensor::zeros((2, 4, 4, 4), DType::F32, &dev).unwrap();
         for bad in [(2, 3, 6, 6), (2, 3, 2, 2), (1, 3, 8, 8), (2, 3, 8, 4)] {
             let t = Tensor::zeros(bad, DType::F32, &dev).unwrap();
@@ -153,8 +159,7 @@ mod tests {
     fn the_projector_learns_to_predict_the_teacher() {
         let dev = Device::Cpu;
         let map = VarMap::new();
-        let vb = VarBuilder::from_varmap(&map, DType::F32, &dev);
-        let align = FeatureAlignment::new(vb, 3, 16, Box::new(PoolTeacher)).unwrap();
+        let align = projector(&map, 3, 16);
         let pictures = Tensor::randn(0f32, 1.0, (4, 3, 16, 16), &dev).unwrap();
         let inner = pictures.avg_pool2d(4).unwrap();
         let targets = align.targets(&pictures).unwrap();
