@@ -192,8 +192,9 @@ pub struct EvalArgs {
     /// generation_defaults.json; kakusan-mini: 4), else 7].
     #[arg(long)]
     pub cfg: Option<f64>,
-    #[arg(long, default_value = "Euler a")]
-    pub sampler: String,
+    /// Sampler [default: the model's own (its generation_defaults.json), else Euler a].
+    #[arg(long)]
+    pub sampler: Option<String>,
     /// The grid of generated pictures with their prompts and misses.
     #[arg(long, default_value = "eval-grid.png")]
     pub grid: PathBuf,
@@ -392,8 +393,9 @@ pub struct GenerateArgs {
     /// Sampler, A1111 or ComfyUI name ("DPM++ 2M Karras", "Euler a", dpmpp_2m); see
     /// `kakusan samplers`. A comma-separated list ("Euler a,DPM++ 2M,DDIM") renders one
     /// labelled grid PNG, same seed, one cell per sampler (and per schedule of a list).
-    #[arg(long, default_value = "Euler a")]
-    pub sampler: String,
+    /// [default: the model's own (its generation_defaults.json), else Euler a]
+    #[arg(long)]
+    pub sampler: Option<String>,
     /// Schedule (normal, karras, exponential, polyexponential, sgm_uniform, simple,
     /// ddim_uniform, beta, or model: the folder's diffusers scheduler config); default
     /// normal, or the one named in the sampler.

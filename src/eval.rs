@@ -21,7 +21,9 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     if args.count == 0 {
         anyhow::bail!("--count must be at least 1");
     }
-    kakusan_pipeline::check_sampler(&args.sampler)?;
+    if let Some(sampler) = &args.sampler {
+        kakusan_pipeline::check_sampler(sampler)?;
+    }
     let evaluator_dir = args.evaluator.clone().unwrap_or_else(default_evaluator);
     let evaluator = Evaluator::load(&evaluator_dir)
         .with_context(|| format!("loading the evaluator {}", evaluator_dir.display()))?;
@@ -31,6 +33,10 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     let mut model = load_model(&args.model)?;
     let (width, height) = model.default_size();
     let cfg = args.cfg.unwrap_or_else(|| model.defaults().cfg());
+    let sampler = args
+        .sampler
+        .clone()
+        .unwrap_or_else(|| model.defaults().sampler().to_string());
     let split = match args.split.as_str() {
         "held-out" => kakusan_data::Split::HeldOut,
         "train" => kakusan_data::Split::Train,
@@ -60,7 +66,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
             cfg_scale: cfg,
             width,
             height,
-            sampler: args.sampler.clone(),
+            sampler: sampler.clone(),
             ..Job::default()
         };
         model.prepare_job(&job)?;
@@ -105,7 +111,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         cases.len(),
         split.name(),
         args.steps,
-        args.sampler,
+        sampler,
         cfg
     );
     report(&adherence, &grid, &args)

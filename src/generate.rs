@@ -19,7 +19,13 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     // "DPM++ 2M Karras" becomes DPM++ 2M with the Karras schedule (what A1111 1.9+ writes
     // in its metadata); an unknown name lists the valid ones.
     // Comma-separated lists make a comparison grid (see `compare`).
-    let cells = crate::compare::cells(&args.sampler, args.schedule.as_deref())?;
+    // Without --sampler, the model's own (known once it is loaded) or Euler a stands in.
+    let mut cells = crate::compare::cells(
+        args.sampler
+            .as_deref()
+            .unwrap_or(kakusan_pipeline::generation_defaults::DEFAULT_SAMPLER),
+        args.schedule.as_deref(),
+    )?;
     let (sampler, schedule) = (cells[0].sampler, cells[0].schedule);
     let mut job = Job {
         prompt: args.prompt,
@@ -92,6 +98,11 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     job.width = args.width.unwrap_or(dw);
     job.height = args.height.unwrap_or(dh);
     job.cfg_scale = args.cfg.unwrap_or_else(|| model.defaults().cfg());
+    if args.sampler.is_none() {
+        cells = model_sampler_cells(model.defaults().sampler(), args.schedule.as_deref())?;
+        job.sampler = cells[0].sampler.name().to_string();
+        job.schedule = cells[0].schedule;
+    }
     job.validate()?;
     // The memory estimate refuses an absurd size or batch before anything large is allocated.
     model.check_job(&job)?;
@@ -101,11 +112,9 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     }
     eprintln!("seed: {seed}");
     if cells.len() > 1 {
-        let columns = args
-            .sampler
-            .split(',')
-            .filter(|s| !s.trim().is_empty())
-            .count();
+        let columns = args.sampler.as_deref().map_or(1, |list| {
+            list.split(',').filter(|s| !s.trim().is_empty()).count()
+        });
         let path = crate::compare::run(&model, &job, &cells, columns, &out_dir)?;
         println!("{}", path.display());
         return Ok(());
@@ -284,4 +293,17 @@ impl crate::cli::SamplerOptionArgs {
             brownian_range: None,
         }
     }
+}
+
+/// The cells of the model's own sampler (its generation_defaults.json, else Euler a) when
+/// --sampler is not given: a --schedule the user gives wins over the schedule the model's
+/// sampler name implies ("DPM++ 2M Karras" with `--schedule exponential` is DPM++ 2M on the
+/// exponential schedule), where two explicit ones would be a contradiction.
+fn model_sampler_cells(
+    name: &str,
+    schedules: Option<&str>,
+) -> anyhow::Result<Vec<crate::compare::Cell>> {
+    let (sampler, implied) = kakusan_sampling::parse_sampler_name(name)?;
+    let implied = implied.map(|kind| kind.name().to_string());
+    crate::compare::cells(sampler.name(), schedules.or(implied.as_deref()))
 }

@@ -629,24 +629,36 @@ fn empty_prompt_succeeds() {
     );
 }
 
-// A model folder's generation_defaults.json: its guidance scale when --cfg is not given
-// (written into the PNG's parameters), --cfg wins over it; a broken file is a clean error
-// that names it.
+// A model folder's generation_defaults.json: its guidance scale and sampler when --cfg and
+// --sampler are not given (written into the PNG's parameters), the options win over it; a
+// broken file is a clean error that names it.
 #[test]
 fn generation_defaults_of_the_model() {
     let scene = Scene::new();
     let folder = scene.folder_model();
-    let cfg_of = |args: &[OsString]| {
+    // The PNG's "CFG scale", "Sampler" and "Schedule type" settings.
+    let settings_of = |args: &[OsString]| {
         let run = kakusan(args, RUN_LIMIT);
         assert_eq!(run.status.code(), Some(0), "{}", run.stderr);
         let info = kakusan(&[os("info"), os(run.stdout.trim())], RUN_LIMIT);
         assert_eq!(info.status.code(), Some(0), "{}", info.stderr);
-        let setting = info
-            .stdout
-            .split(", ")
-            .find_map(|s| s.strip_prefix("CFG scale: "))
-            .map(str::to_string);
-        setting.unwrap_or_else(|| panic!("no CFG scale in {}", info.stdout))
+        let setting = |key: &str| {
+            info.stdout
+                .split(", ")
+                .find_map(|s| s.trim().strip_prefix(key))
+                .map(str::to_string)
+                .unwrap_or_else(|| panic!("no {key} in {}", info.stdout))
+        };
+        (
+            setting("CFG scale: "),
+            setting("Sampler: "),
+            setting("Schedule type: "),
+        )
+    };
+    let cfg_of = |args: &[OsString]| settings_of(args).0;
+    let sampler_of = |args: &[OsString]| {
+        let (_, sampler, schedule) = settings_of(args);
+        format!("{sampler} / {schedule}")
     };
     assert_eq!(cfg_of(&generate_args(&folder, &scene.out(), &[])), "7");
     let defaults = folder.join("generation_defaults.json");
@@ -660,9 +672,36 @@ fn generation_defaults_of_the_model() {
         )),
         "6"
     );
+    assert_eq!(
+        sampler_of(&generate_args(&folder, &scene.out(), &[])),
+        "Euler a / Normal"
+    );
+    fs::write(&defaults, r#"{ "sampler": "DPM++ 2M Karras" }"#).unwrap();
+    assert_eq!(
+        sampler_of(&generate_args(&folder, &scene.out(), &[])),
+        "DPM++ 2M / Karras"
+    );
+    // A schedule given replaces the one the model's sampler name implies.
+    assert_eq!(
+        sampler_of(&generate_args(
+            &folder,
+            &scene.out(),
+            &extra(&["--schedule", "exponential"])
+        )),
+        "DPM++ 2M / Exponential"
+    );
+    assert_eq!(
+        sampler_of(&generate_args(
+            &folder,
+            &scene.out(),
+            &extra(&["--sampler", "Euler"])
+        )),
+        "Euler / Normal"
+    );
     for broken in [
         r#"{ "guidance_scale": -2 }"#,
         r#"{ "cfg": 3.5 }"#,
+        r#"{ "sampler": "Eulr" }"#,
         "not json",
     ] {
         fs::write(&defaults, broken).unwrap();
