@@ -19,7 +19,8 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     // "DPM++ 2M Karras" becomes DPM++ 2M with the Karras schedule (what A1111 1.9+ writes
     // in its metadata); an unknown name lists the valid ones.
     // Comma-separated lists make a comparison grid (see `compare`).
-    // Without --sampler, the model's own (known once it is loaded) or Euler a stands in.
+    // Without --sampler, Euler a stands in for these checks before loading; the model's own
+    // sampler (its generation_defaults.json) replaces it once the model is loaded.
     let mut cells = crate::compare::cells(
         args.sampler
             .as_deref()
