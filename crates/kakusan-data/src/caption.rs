@@ -4,9 +4,10 @@
 //!
 //! Every word used is a whole word of the CLIP vocabulary (checked by the tests), captions are
 //! lower case, and they stay far below CLIP's 77 tokens. Training captions always name each
-//! object's glyph and colour; they name its size, its position and the background most of the
-//! time ([`SIZE_MENTION`], [`POSITION_MENTION`], [`BACKGROUND_MENTION`]), so the model also
-//! learns prompts that leave things open.
+//! object's glyph, and its colour unless asked not to ([`caption_naming_colour`]: a dataset's
+//! colour omission, for one-object captions); they name its size, its position and the
+//! background most of the time ([`SIZE_MENTION`], [`POSITION_MENTION`], [`BACKGROUND_MENTION`]),
+//! so the model also learns prompts that leave things open.
 
 use crate::attributes::{Colour, Glyph, Position, Shape, Size};
 use crate::rng::SplitMix64;
@@ -21,12 +22,21 @@ pub const BACKGROUND_MENTION: f32 = 0.9;
 
 /// A training caption for `scene`, drawn with `rng` (deterministic given the rng's state).
 pub fn caption(scene: &Scene, rng: &mut SplitMix64) -> String {
+    caption_naming_colour(scene, rng, true)
+}
+
+/// [`caption`], or with `name_colour` false the same caption without the object's colour
+/// ("a small circle in the top left on a blue background") when the scene has one object
+/// (a pair's caption names both colours: they tell its objects apart). Both draw the same
+/// random numbers, so every other word is the same either way.
+pub fn caption_naming_colour(scene: &Scene, rng: &mut SplitMix64, name_colour: bool) -> String {
     let background = rng
         .chance(BACKGROUND_MENTION)
         .then(|| colour_word(rng, scene.background));
     let text = match (scene.objects.as_slice(), scene.relation()) {
         ([a, b], Some(relation)) => pair_caption(rng, a, b, relation, background.as_deref()),
-        ([object, ..], _) => single_caption(rng, object, background.as_deref()),
+        ([object], _) if !name_colour => single_caption(rng, object, background.as_deref(), false),
+        ([object, ..], _) => single_caption(rng, object, background.as_deref(), true),
         ([], _) => match &background {
             Some(colour) => with_article(&format!("empty {colour} background")),
             None => "an empty background".to_owned(),
@@ -82,7 +92,12 @@ pub fn canonical_position(position: Position) -> &'static str {
     }
 }
 
-fn single_caption(rng: &mut SplitMix64, o: &ObjectSpec, background: Option<&str>) -> String {
+fn single_caption(
+    rng: &mut SplitMix64,
+    o: &ObjectSpec,
+    background: Option<&str>,
+    name_colour: bool,
+) -> String {
     let size = rng
         .chance(SIZE_MENTION)
         .then(|| size_word(rng, o.size).to_owned());
@@ -90,8 +105,9 @@ fn single_caption(rng: &mut SplitMix64, o: &ObjectSpec, background: Option<&str>
         .chance(POSITION_MENTION)
         .then(|| position_phrase(rng, o.position));
     let colour = colour_word(rng, o.colour);
+    let colour = name_colour.then_some(colour.as_str());
     let noun = noun(rng, o.glyph);
-    let adjectival = with_article(&join(&[size.as_deref(), Some(&colour), Some(&noun)]));
+    let adjectival = with_article(&join(&[size.as_deref(), colour, Some(&noun)]));
     let position = position.as_deref();
     match rng.below(6) {
         // "a small red circle in the top left on a blue background"
@@ -105,7 +121,7 @@ fn single_caption(rng: &mut SplitMix64, o: &ObjectSpec, background: Option<&str>
             let object = if rng.chance(0.5) {
                 adjectival.clone()
             } else {
-                join(&[size.as_deref(), Some(&colour), Some(&noun)])
+                join(&[size.as_deref(), colour, Some(&noun)])
             };
             match background {
                 Some(b) => join(&[Some(&format!("{b} background,")), Some(&object), position]),
@@ -120,7 +136,10 @@ fn single_caption(rng: &mut SplitMix64, o: &ObjectSpec, background: Option<&str>
             };
             let tail = background.map(|b| format!(", {}", background_phrase(rng, b)));
             join(&[
-                Some(&format!("{head} in {colour}")),
+                Some(&match colour {
+                    Some(colour) => format!("{head} in {colour}"),
+                    None => head,
+                }),
                 position.map(|p| format!(", {p}")).as_deref(),
                 tail.as_deref(),
             ])
@@ -350,6 +369,48 @@ mod tests {
         for _ in 0..20 {
             let phrase = background_phrase(&mut rng, "orange");
             assert!(!phrase.contains(" a orange"), "{phrase}");
+        }
+    }
+
+    /// The words of `text` with "an" counted as "a" (an omitted colour can change the article).
+    fn words(text: &str) -> Vec<String> {
+        let mut w: Vec<String> = text
+            .split(|c: char| c.is_whitespace() || c == ',')
+            .filter(|w| !w.is_empty())
+            .map(|w| if w == "an" { "a".into() } else { w.into() })
+            .collect();
+        w.sort();
+        w
+    }
+
+    #[test]
+    fn a_caption_without_colour_drops_only_the_colour() {
+        use crate::split::Split;
+        for i in 0..400u64 {
+            let scene = Scene::sample(&mut SplitMix64::new(i), Split::Train, 0.3);
+            let mut rng = SplitMix64::new(1000 + i);
+            let with = caption(&scene, &mut rng.clone());
+            let without = caption_naming_colour(&scene, &mut rng, false);
+            if scene.objects.len() != 1 {
+                assert_eq!(with, without, "a pair's caption names its colours");
+                continue;
+            }
+            // The same words less the colour word (and the "in" of "the 5 in red").
+            let mut rest = words(&with);
+            for w in words(&without) {
+                let at = rest.iter().position(|r| *r == w);
+                assert!(at.is_some(), "{without:?} has {w:?}, {with:?} has not");
+                rest.remove(at.unwrap_or(0));
+            }
+            let colour = colour_word(&mut SplitMix64::new(0), scene.objects[0].colour);
+            let colour_words = ["grey", "gray", colour.as_str()];
+            assert!(
+                rest.iter().any(|w| colour_words.contains(&w.as_str()))
+                    && rest
+                        .iter()
+                        .all(|w| colour_words.contains(&w.as_str()) || w == "in"),
+                "{with:?} -> {without:?} dropped {rest:?}"
+            );
         }
     }
 

@@ -5,7 +5,7 @@
 use image::RgbImage;
 
 use crate::attributes::Glyph;
-use crate::caption::caption;
+use crate::caption::caption_naming_colour;
 use crate::error::DataError;
 use crate::render::render;
 use crate::rng::SplitMix64;
@@ -38,6 +38,7 @@ pub struct Dataset {
     image_size: u32,
     two_object_fraction: f32,
     novel_glyph_fraction: f32,
+    colour_omission: f32,
 }
 
 impl Dataset {
@@ -56,6 +57,7 @@ impl Dataset {
             image_size,
             two_object_fraction: DEFAULT_TWO_OBJECT_FRACTION,
             novel_glyph_fraction: 0.0,
+            colour_omission: 0.0,
         })
     }
 
@@ -79,6 +81,18 @@ impl Dataset {
             return Err(DataError::BadNovelGlyphFraction(fraction));
         }
         self.novel_glyph_fraction = fraction;
+        Ok(self)
+    }
+
+    /// The same dataset whose one-object captions leave the object's colour out with
+    /// probability `fraction` ("a small circle on blue"; 0, the default: always named), so
+    /// the glyph's words are also seen without a colour beside them. The choice has its own
+    /// random stream: picture, scene and every other word of sample `i` stay the same.
+    pub fn with_colour_omission(mut self, fraction: f32) -> Result<Self, DataError> {
+        if !(0.0..=1.0).contains(&fraction) {
+            return Err(DataError::BadColourOmission(fraction));
+        }
+        self.colour_omission = fraction;
         Ok(self)
     }
 
@@ -134,7 +148,12 @@ impl Dataset {
     pub fn sample(&self, index: u64) -> Sample {
         let mut rng = self.rng(index);
         let scene = self.scene_from(&mut rng, index);
-        let caption = caption(&scene, &mut rng);
+        let name_colour = self.colour_omission <= 0.0 || {
+            // A stream of its own: the first word of the sample's stream, keyed "colour".
+            let key = [self.rng(index).next_u64(), 0x636f_6c6f_7572];
+            !SplitMix64::for_keys(&key).chance(self.colour_omission)
+        };
+        let caption = caption_naming_colour(&scene, &mut rng, name_colour);
         let image = render(&scene, self.image_size);
         Sample {
             image,

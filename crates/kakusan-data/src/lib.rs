@@ -27,7 +27,7 @@ pub mod split;
 pub mod stroke_font;
 
 pub use attributes::{Colour, Digit, Glyph, Position, Shape, Size};
-pub use caption::{canonical_prompt, caption};
+pub use caption::{canonical_prompt, caption, caption_naming_colour};
 pub use dataset::{Dataset, Sample};
 pub use error::DataError;
 pub use folder::write_captioned_folder;

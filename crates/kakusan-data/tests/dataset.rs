@@ -50,7 +50,49 @@ fn bad_arguments_are_errors() {
     assert!(Dataset::new(0, Split::Train, 8).is_err());
     let d = Dataset::new(0, Split::Train, SIZE).unwrap();
     assert!(d.clone().with_two_object_fraction(1.5).is_err());
-    assert!(d.with_two_object_fraction(f32::NAN).is_err());
+    assert!(d.clone().with_two_object_fraction(f32::NAN).is_err());
+    assert!(d.clone().with_colour_omission(-0.1).is_err());
+    assert!(d.with_colour_omission(f32::NAN).is_err());
+}
+
+#[test]
+fn colour_omission_changes_only_some_one_object_captions() {
+    let base = Dataset::new(5, Split::Train, SIZE).unwrap();
+    let omitting = base.clone().with_colour_omission(0.3).unwrap();
+    let (mut dropped, mut singles) = (0, 0);
+    for i in 0..300 {
+        let (a, b) = (base.sample(i), omitting.sample(i));
+        assert_eq!(
+            a.image.as_raw(),
+            b.image.as_raw(),
+            "sample {i}: the same picture"
+        );
+        assert_eq!(a.scene, b.scene, "sample {i}: the same scene");
+        if a.scene.objects.len() != 1 {
+            assert_eq!(a.caption, b.caption, "sample {i}: a pair names its colours");
+            continue;
+        }
+        singles += 1;
+        if a.caption != b.caption {
+            dropped += 1;
+            assert!(
+                b.caption.len() < a.caption.len(),
+                "{} -> {}",
+                a.caption,
+                b.caption
+            );
+        }
+    }
+    // 30 % of ~225 one-object captions: ~68, standard deviation ~7.
+    let share = dropped as f64 / singles as f64;
+    assert!(
+        (0.2..0.4).contains(&share),
+        "{dropped} of {singles} captions lost their colour"
+    );
+    // Deterministic, and nothing changes at 0.
+    assert_eq!(omitting.sample(7).caption, omitting.sample(7).caption);
+    let none = base.clone().with_colour_omission(0.0).unwrap();
+    assert_eq!(none.sample(9).caption, base.sample(9).caption);
 }
 
 #[test]

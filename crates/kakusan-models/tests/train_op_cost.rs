@@ -170,6 +170,43 @@ fn training_ops_against_candle_composites() {
     );
 }
 
+/// The fused attention alone on the wide UNet's shapes (batch 32 x 8 heads), forward +
+/// backward, all three inputs tracked: self-attention at 16x16 (width 8) and 8x8 (width 16),
+/// cross-attention to 77 text tokens at both. Quicker than the table above when only the
+/// attention changed: `cargo test --release -p kakusan-models --test train_op_cost
+/// unet_attention_cost -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn unet_attention_cost() {
+    for (name, (n, lq, lk, d)) in [
+        (
+            "self-attention, 16x16, width 8",
+            (256usize, 256usize, 256usize, 8usize),
+        ),
+        ("self-attention, 8x8, width 16", (256, 64, 64, 16)),
+        ("cross-attention, 16x16 to 77, width 8", (256, 256, 77, 8)),
+        ("cross-attention, 8x8 to 77, width 16", (256, 64, 77, 16)),
+    ] {
+        let q = Var::from_tensor(&randn(&[n, lq, d], 10)).unwrap();
+        let k = Var::from_tensor(&randn(&[n, lk, d], 11)).unwrap();
+        let v = Var::from_tensor(&randn(&[n, lk, d], 12)).unwrap();
+        let r = randn(&[n, lq, d], 20);
+        let ours = time(|| {
+            let y = kakusan_models::nn::scaled_dot_product_attention(
+                q.as_tensor(),
+                k.as_tensor(),
+                v.as_tensor(),
+                0.25,
+                false,
+            )?;
+            let grads = (y * &r)?.sum_all()?.backward()?;
+            assert!(grads.get(k.as_tensor()).is_some());
+            Ok(())
+        });
+        eprintln!("{name:<44} {:8.2} ms", ours * 1e3);
+    }
+}
+
 /// Where a training convolution's time goes: its three matrix products (as candle runs
 /// them: forward, weight gradient against the transposed patch matrix, patch gradient with
 /// the transposed weight) and the patch copies, at [32, 64, 16, 16] with a 3x3 kernel.

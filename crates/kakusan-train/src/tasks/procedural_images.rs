@@ -16,6 +16,8 @@ pub struct ProceduralDataConfig {
     pub image_size: u32,
     /// Share of two-object scenes.
     pub two_object_fraction: f32,
+    /// Share of one-object captions that leave the object's colour out (0: always named).
+    pub colour_omission: f32,
 }
 
 impl Default for ProceduralDataConfig {
@@ -24,6 +26,7 @@ impl Default for ProceduralDataConfig {
             seed: 1,
             image_size: 64,
             two_object_fraction: 0.25,
+            colour_omission: 0.0,
         }
     }
 }
@@ -35,6 +38,7 @@ impl ProceduralImages {
     pub fn new(config: &ProceduralDataConfig) -> Result<Self> {
         let data = Dataset::new(config.seed, Split::Train, config.image_size)
             .and_then(|d| d.with_two_object_fraction(config.two_object_fraction))
+            .and_then(|d| d.with_colour_omission(config.colour_omission))
             .map_err(|e| TrainError::Config(format!("data: {e}")))?;
         Ok(Self(data))
     }
