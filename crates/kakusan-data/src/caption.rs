@@ -35,8 +35,10 @@ pub fn caption_naming_colour(scene: &Scene, rng: &mut SplitMix64, name_colour: b
         .then(|| colour_word(rng, scene.background));
     let text = match (scene.objects.as_slice(), scene.relation()) {
         ([a, b], Some(relation)) => pair_caption(rng, a, b, relation, background.as_deref()),
-        ([object], _) if !name_colour => single_caption(rng, object, background.as_deref(), false),
-        ([object, ..], _) => single_caption(rng, object, background.as_deref(), true),
+        ([object, ..], _) => {
+            let name_colour = name_colour || scene.objects.len() > 1;
+            single_caption(rng, object, background.as_deref(), name_colour)
+        }
         ([], _) => match &background {
             Some(colour) => with_article(&format!("empty {colour} background")),
             None => "an empty background".to_owned(),

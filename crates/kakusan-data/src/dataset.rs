@@ -19,6 +19,11 @@ pub const DEFAULT_IMAGE_SIZE: u32 = 64;
 /// The default share of two-object scenes.
 pub const DEFAULT_TWO_OBJECT_FRACTION: f32 = 0.25;
 
+/// The key of the side stream ([`Dataset::side_stream`]) that draws novel glyphs ("novel").
+const NOVEL_GLYPH_KEY: u64 = 0x006e_6f76_656c;
+/// The key of the side stream that decides colour omission ("colour").
+const COLOUR_OMISSION_KEY: u64 = 0x636f_6c6f_7572;
+
 /// One labelled training example.
 #[derive(Debug, Clone)]
 pub struct Sample {
@@ -125,6 +130,13 @@ impl Dataset {
         SplitMix64::for_keys(&[self.seed, split_key, index])
     }
 
+    /// A random stream of sample `index` for one optional choice (novel glyphs, colour
+    /// omission), keyed by `key`: the first word of the sample's stream and the key, so that
+    /// switching the choice on leaves the main stream, and with it everything else, as it is.
+    fn side_stream(&self, index: u64, key: u64) -> SplitMix64 {
+        SplitMix64::for_keys(&[self.rng(index).next_u64(), key])
+    }
+
     /// The scene of sample `index` (cheap: no rendering).
     pub fn scene(&self, index: u64) -> Scene {
         self.scene_from(&mut self.rng(index), index)
@@ -133,8 +145,7 @@ impl Dataset {
     fn scene_from(&self, rng: &mut SplitMix64, index: u64) -> Scene {
         let mut scene = Scene::sample(rng, self.split, self.two_object_fraction);
         if self.novel_glyph_fraction > 0.0 {
-            // A stream of its own: the first word of the sample's stream, keyed "novel".
-            let mut novel = SplitMix64::for_keys(&[self.rng(index).next_u64(), 0x006e_6f76_656c]);
+            let mut novel = self.side_stream(index, NOVEL_GLYPH_KEY);
             for object in &mut scene.objects {
                 if novel.chance(self.novel_glyph_fraction) {
                     object.glyph = novel.pick(&Glyph::NOVEL, Glyph::NOVEL[0]);
@@ -148,12 +159,11 @@ impl Dataset {
     pub fn sample(&self, index: u64) -> Sample {
         let mut rng = self.rng(index);
         let scene = self.scene_from(&mut rng, index);
-        let name_colour = self.colour_omission <= 0.0 || {
-            // A stream of its own: the first word of the sample's stream, keyed "colour".
-            let key = [self.rng(index).next_u64(), 0x636f_6c6f_7572];
-            !SplitMix64::for_keys(&key).chance(self.colour_omission)
-        };
-        let caption = caption_naming_colour(&scene, &mut rng, name_colour);
+        let omit_colour = self.colour_omission > 0.0
+            && self
+                .side_stream(index, COLOUR_OMISSION_KEY)
+                .chance(self.colour_omission);
+        let caption = caption_naming_colour(&scene, &mut rng, !omit_colour);
         let image = render(&scene, self.image_size);
         Sample {
             image,

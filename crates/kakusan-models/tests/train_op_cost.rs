@@ -50,6 +50,26 @@ fn cost(shape: &[usize], op: &dyn Fn(&Tensor) -> candle_core::Result<Tensor>) ->
     })
 }
 
+/// forward + `sum(y * r)` + backward of an attention `f(q, k, v)` over `[n, lq, d]` queries
+/// and `[n, lk, d]` keys and values, all three tracked.
+fn attention_cost(
+    (n, lq, lk, d): (usize, usize, usize, usize),
+    f: &dyn Fn(&Tensor, &Tensor, &Tensor) -> candle_core::Result<Tensor>,
+) -> f64 {
+    let q = Var::from_tensor(&randn(&[n, lq, d], 10)).unwrap();
+    let k = Var::from_tensor(&randn(&[n, lk, d], 11)).unwrap();
+    let v = Var::from_tensor(&randn(&[n, lk, d], 12)).unwrap();
+    let r = randn(&[n, lq, d], 20);
+    time(|| {
+        let y = f(q.as_tensor(), k.as_tensor(), v.as_tensor())?;
+        let grads = (y * &r)?.sum_all()?.backward()?;
+        for x in [&q, &k, &v] {
+            assert!(grads.get(x.as_tensor()).is_some());
+        }
+        Ok(())
+    })
+}
+
 fn report(name: &str, ours: f64, candle: f64) {
     eprintln!(
         "{name:<44} ours {:8.2} ms   candle {:8.2} ms   {:5.1}x",
@@ -121,39 +141,21 @@ fn training_ops_against_candle_composites() {
     // Self-attention at the 8x8 level (batch 32 x 4 heads, 64 tokens, head width 16): the
     // fused op (what training runs) against the composite with candle's softmax, all three
     // inputs tracked.
-    let qkv_cost =
-        |(n, l, d): (usize, usize, usize),
-         f: &dyn Fn(&Tensor, &Tensor, &Tensor) -> candle_core::Result<Tensor>| {
-            let vars: Vec<Var> = (0..3)
-                .map(|i| Var::from_tensor(&randn(&[n, l, d], 10 + i)).unwrap())
-                .collect();
-            let r = randn(&[n, l, d], 20);
-            time(|| {
-                let y = f(
-                    vars[0].as_tensor(),
-                    vars[1].as_tensor(),
-                    vars[2].as_tensor(),
-                )?;
-                let grads = (y * &r)?.sum_all()?.backward()?;
-                assert!(grads.get(vars[0].as_tensor()).is_some());
-                Ok(())
-            })
-        };
     // And at the 16x16 level of the stage-4 UNet (32 channels in 4 heads of 8).
     for (name, shape) in [
-        ("self-attention, [128, 64, 16]", (128, 64, 16)),
-        ("self-attention, [128, 256, 8]", (128, 256, 8)),
+        ("self-attention, [128, 64, 16]", (128, 64, 64, 16)),
+        ("self-attention, [128, 256, 8]", (128, 256, 256, 8)),
         // The wide UNet (kakusan-mini since stage 5): batch 32 x 8 heads at 16x16 (width 8)
         // and at 8x8 (width 16).
-        ("self-attention, [256, 256, 8]", (256, 256, 8)),
-        ("self-attention, [256, 64, 16]", (256, 64, 16)),
+        ("self-attention, [256, 256, 8]", (256, 256, 256, 8)),
+        ("self-attention, [256, 64, 16]", (256, 64, 64, 16)),
     ] {
         report(
             name,
-            qkv_cost(shape, &|q, k, v| {
+            attention_cost(shape, &|q, k, v| {
                 kakusan_models::nn::scaled_dot_product_attention(q, k, v, 0.25, false)
             }),
-            qkv_cost(shape, &|q, k, v| {
+            attention_cost(shape, &|q, k, v| {
                 let s = (q.matmul(&k.t()?)? * 0.25)?;
                 candle_nn::ops::softmax(&s, D::Minus1)?.matmul(v)
             }),
@@ -178,30 +180,14 @@ fn training_ops_against_candle_composites() {
 #[test]
 #[ignore]
 fn unet_attention_cost() {
-    for (name, (n, lq, lk, d)) in [
-        (
-            "self-attention, 16x16, width 8",
-            (256usize, 256usize, 256usize, 8usize),
-        ),
+    for (name, shape) in [
+        ("self-attention, 16x16, width 8", (256, 256, 256, 8)),
         ("self-attention, 8x8, width 16", (256, 64, 64, 16)),
         ("cross-attention, 16x16 to 77, width 8", (256, 256, 77, 8)),
         ("cross-attention, 8x8 to 77, width 16", (256, 64, 77, 16)),
     ] {
-        let q = Var::from_tensor(&randn(&[n, lq, d], 10)).unwrap();
-        let k = Var::from_tensor(&randn(&[n, lk, d], 11)).unwrap();
-        let v = Var::from_tensor(&randn(&[n, lk, d], 12)).unwrap();
-        let r = randn(&[n, lq, d], 20);
-        let ours = time(|| {
-            let y = kakusan_models::nn::scaled_dot_product_attention(
-                q.as_tensor(),
-                k.as_tensor(),
-                v.as_tensor(),
-                0.25,
-                false,
-            )?;
-            let grads = (y * &r)?.sum_all()?.backward()?;
-            assert!(grads.get(k.as_tensor()).is_some());
-            Ok(())
+        let ours = attention_cost(shape, &|q, k, v| {
+            kakusan_models::nn::scaled_dot_product_attention(q, k, v, 0.25, false)
         });
         eprintln!("{name:<44} {:8.2} ms", ours * 1e3);
     }
