@@ -69,10 +69,7 @@ impl Dataset {
     /// The same dataset with `fraction` of two-object scenes (0 for single objects only, as a
     /// classifier wants).
     pub fn with_two_object_fraction(mut self, fraction: f32) -> Result<Self, DataError> {
-        if !(0.0..=1.0).contains(&fraction) {
-            return Err(DataError::BadTwoObjectFraction(fraction));
-        }
-        self.two_object_fraction = fraction;
+        self.two_object_fraction = probability(fraction, DataError::BadTwoObjectFraction)?;
         Ok(self)
     }
 
@@ -82,10 +79,7 @@ impl Dataset {
     /// every other attribute of sample `i` stays what it is without novel glyphs. (On the
     /// held-out split a replaced object no longer forms a held-out glyph and colour pair.)
     pub fn with_novel_glyphs(mut self, fraction: f32) -> Result<Self, DataError> {
-        if !(0.0..=1.0).contains(&fraction) {
-            return Err(DataError::BadNovelGlyphFraction(fraction));
-        }
-        self.novel_glyph_fraction = fraction;
+        self.novel_glyph_fraction = probability(fraction, DataError::BadNovelGlyphFraction)?;
         Ok(self)
     }
 
@@ -94,10 +88,7 @@ impl Dataset {
     /// the glyph's words are also seen without a colour beside them. The choice has its own
     /// random stream: picture, scene and every other word of sample `i` stay the same.
     pub fn with_colour_omission(mut self, fraction: f32) -> Result<Self, DataError> {
-        if !(0.0..=1.0).contains(&fraction) {
-            return Err(DataError::BadColourOmission(fraction));
-        }
-        self.colour_omission = fraction;
+        self.colour_omission = probability(fraction, DataError::BadColourOmission)?;
         Ok(self)
     }
 
@@ -177,5 +168,14 @@ impl Dataset {
         (0..n as u64)
             .map(|i| self.sample(start.wrapping_add(i)))
             .collect()
+    }
+}
+
+/// `x` when it is a probability (0 to 1, both included), else the setting's own error.
+fn probability(x: f32, error: fn(f32) -> DataError) -> Result<f32, DataError> {
+    if (0.0..=1.0).contains(&x) {
+        Ok(x)
+    } else {
+        Err(error(x))
     }
 }

@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use kakusan_data::render::coverage;
 use kakusan_data::split::is_held_out_pair;
 use kakusan_data::{
-    canonical_prompt, render, Colour, Dataset, Glyph, Jitter, ObjectSpec, Position, Scene, Size,
-    Split,
+    canonical_prompt, render, Colour, DataError, Dataset, Glyph, Jitter, ObjectSpec, Position,
+    Scene, Size, Split,
 };
 use kakusan_models::clip::Tokenizer;
 
@@ -49,10 +49,23 @@ fn samples_are_deterministic_and_order_independent() {
 fn bad_arguments_are_errors() {
     assert!(Dataset::new(0, Split::Train, 8).is_err());
     let d = Dataset::new(0, Split::Train, SIZE).unwrap();
-    assert!(d.clone().with_two_object_fraction(1.5).is_err());
+    assert!(matches!(
+        d.clone().with_two_object_fraction(1.5),
+        Err(DataError::BadTwoObjectFraction(_))
+    ));
     assert!(d.clone().with_two_object_fraction(f32::NAN).is_err());
-    assert!(d.clone().with_colour_omission(-0.1).is_err());
-    assert!(d.with_colour_omission(f32::NAN).is_err());
+    assert!(matches!(
+        d.clone().with_novel_glyphs(-0.5),
+        Err(DataError::BadNovelGlyphFraction(_))
+    ));
+    assert!(matches!(
+        d.clone().with_colour_omission(-0.1),
+        Err(DataError::BadColourOmission(_))
+    ));
+    assert!(d.clone().with_colour_omission(f32::NAN).is_err());
+    // Both ends are probabilities.
+    assert!(d.clone().with_novel_glyphs(0.0).is_ok());
+    assert!(d.with_colour_omission(1.0).is_ok());
 }
 
 #[test]
