@@ -337,6 +337,7 @@ mod tests {
             adamw: AdamWConfig::default(),
             ema_decay: 0.9,
             grad_clip: 1.0,
+            lr_scales: Default::default(),
             checkpoint_every: 1000,
             keep_checkpoints: 1,
             log_every: 10,

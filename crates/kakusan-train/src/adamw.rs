@@ -4,7 +4,7 @@
 //! Our own rather than candle-nn's so that the moments can be saved in a checkpoint and a
 //! resumed run continues exactly where the killed one stopped.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use candle_core::backprop::GradStore;
 use candle_core::Tensor;
@@ -40,6 +40,8 @@ pub struct AdamW {
     vars: NamedVars,
     m: HashMap<String, Tensor>,
     v: HashMap<String, Tensor>,
+    /// Learning-rate multiplier per variable name (absent: 1).
+    lr_scale: HashMap<String, f64>,
     steps: u64,
 }
 
@@ -56,8 +58,44 @@ impl AdamW {
             vars,
             m,
             v,
+            lr_scale: HashMap::new(),
             steps: 0,
         })
+    }
+
+    /// Per-group learning rates (PyTorch's parameter groups): each variable whose name starts
+    /// with a prefix of `scales` gets the schedule's rate times that factor (the longest
+    /// matching prefix wins), weight decay included, since it is `lr * wd`. A prefix that
+    /// names no variable is an error, so a typo cannot silently train at the full rate.
+    pub fn with_lr_scales(mut self, scales: &BTreeMap<String, f64>) -> Result<Self> {
+        for (prefix, &scale) in scales {
+            if !(scale > 0.0 && scale.is_finite()) {
+                return Err(TrainError::Config(format!(
+                    "lr_scales.\"{prefix}\" is {scale}; it must be a positive number"
+                )));
+            }
+            if !self
+                .vars
+                .iter()
+                .any(|(name, _)| name.starts_with(prefix.as_str()))
+            {
+                return Err(TrainError::Config(format!(
+                    "lr_scales.\"{prefix}\" names no variable of this model"
+                )));
+            }
+        }
+        self.lr_scale = self
+            .vars
+            .iter()
+            .filter_map(|(name, _)| {
+                scales
+                    .iter()
+                    .filter(|(prefix, _)| name.starts_with(prefix.as_str()))
+                    .max_by_key(|(prefix, _)| prefix.len())
+                    .map(|(_, &scale)| (name.to_string(), scale))
+            })
+            .collect();
+        Ok(self)
     }
 
     /// Number of updates made so far.
@@ -80,6 +118,7 @@ impl AdamW {
             let (Some(m), Some(v)) = (self.m.get_mut(name), self.v.get_mut(name)) else {
                 continue;
             };
+            let lr = lr * self.lr_scale.get(name).copied().unwrap_or(1.0);
             let p = var.as_tensor();
             // Contiguous f32 CPU operands: one pass on all threads, bit-identical to the
             // composite below (fused_update.rs).
@@ -201,6 +240,53 @@ mod tests {
             "{got:?} {expected:?}"
         );
         drop(p);
+    }
+
+    #[test]
+    fn lr_scales_pick_the_longest_prefix_and_reject_unknown_ones() {
+        // One constant-gradient step moves each variable by exactly its own lr (Adam's first
+        // update is lr * sign(g); no decay here).
+        let map = VarMap::new();
+        let vb = VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu);
+        for name in ["text.a", "text.attn.b", "unet.c"] {
+            vb.get_with_hints(1, name, Init::Const(0.0)).unwrap();
+        }
+        let vars = NamedVars::from_varmap(&map);
+        let cfg = AdamWConfig {
+            weight_decay: 0.0,
+            eps: 0.0,
+            ..AdamWConfig::default()
+        };
+        let scales: BTreeMap<String, f64> =
+            [("text.".to_string(), 0.5), ("text.attn.".to_string(), 0.25)].into();
+        let mut opt = AdamW::new(vars.clone(), cfg)
+            .unwrap()
+            .with_lr_scales(&scales)
+            .unwrap();
+        let loss = vars
+            .iter()
+            .map(|(_, v)| v.as_tensor().sum_all().unwrap())
+            .reduce(|a, b| (a + b).unwrap())
+            .unwrap();
+        opt.step(&loss.backward().unwrap(), 0.1).unwrap();
+        for (name, var) in vars.iter() {
+            let got = var.as_tensor().to_vec1::<f32>().unwrap()[0] as f64;
+            let want = match name {
+                "text.a" => -0.05,
+                "text.attn.b" => -0.025,
+                _ => -0.1,
+            };
+            assert!((got - want).abs() < 1e-7, "{name}: {got} vs {want}");
+        }
+        for bad in [("unet", 0.0), ("vae.", 0.5), ("text.", f64::NAN)] {
+            let scales: BTreeMap<String, f64> = [(bad.0.to_string(), bad.1)].into();
+            let err = AdamW::new(vars.clone(), cfg)
+                .unwrap()
+                .with_lr_scales(&scales)
+                .err()
+                .unwrap_or_else(|| panic!("{bad:?} was accepted"));
+            assert!(err.to_string().contains(bad.0), "{err}");
+        }
     }
 
     #[test]

@@ -287,6 +287,23 @@ mod tests {
         );
     }
 
+    /// `[trainer] lr_scales` reads as a table of name prefix -> factor (the prefix quoted:
+    /// it ends with a dot), and is empty when absent.
+    #[test]
+    fn lr_scales_read_from_the_trainer_table() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("run.toml");
+        let body = "[model]\nvae_config = \"v.json\"\n[trainer]\ntotal_steps = 5\n";
+        std::fs::write(&p, body).unwrap();
+        assert!(VaeRunConfig::load(&p).unwrap().trainer.lr_scales.is_empty());
+        std::fs::write(&p, format!("{body}lr_scales = {{ \"encoder.\" = 0.5 }}\n")).unwrap();
+        let scales = VaeRunConfig::load(&p).unwrap().trainer.lr_scales;
+        assert_eq!(
+            scales.into_iter().collect::<Vec<_>>(),
+            [("encoder.".to_string(), 0.5)]
+        );
+    }
+
     #[test]
     fn errors_name_the_file_and_field() {
         let tmp = tempfile::tempdir().unwrap();

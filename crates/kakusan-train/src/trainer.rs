@@ -39,6 +39,9 @@ pub struct TrainerConfig {
     pub ema_decay: f64,
     /// Largest global gradient norm (0 = no clipping).
     pub grad_clip: f64,
+    /// Learning-rate multipliers by variable-name prefix (e.g. `"text_encoder." = 0.3`):
+    /// see [`AdamW::with_lr_scales`]. Empty: one rate for all.
+    pub lr_scales: std::collections::BTreeMap<String, f64>,
     pub checkpoint_every: u64,
     pub keep_checkpoints: usize,
     pub log_every: u64,
@@ -54,6 +57,7 @@ impl Default for TrainerConfig {
             adamw: AdamWConfig::default(),
             ema_decay: 0.999,
             grad_clip: 1.0,
+            lr_scales: Default::default(),
             checkpoint_every: 250,
             keep_checkpoints: 2,
             log_every: 10,
@@ -125,7 +129,8 @@ impl Trainer {
         config.validate()?;
         std::fs::create_dir_all(out_dir).map_err(crate::error::io_at(out_dir))?;
         let checkpoints = CheckpointDir::new(out_dir, config.keep_checkpoints);
-        let mut optimizer = AdamW::new(vars.clone(), config.adamw)?;
+        let mut optimizer =
+            AdamW::new(vars.clone(), config.adamw)?.with_lr_scales(&config.lr_scales)?;
         let mut ema = Ema::new(&vars, config.ema_decay)?;
         let mut step = 0;
         match (resume, checkpoints.load_latest(device)?) {
@@ -320,6 +325,7 @@ mod tests {
             },
             ema_decay: 0.9,
             grad_clip: 10.0,
+            lr_scales: Default::default(),
             checkpoint_every: 7,
             keep_checkpoints: 2,
             log_every: 5,
