@@ -14,13 +14,15 @@
 # printed at the end, which resumes carry on).
 # KAKUSAN (default target/release/kakusan) is the binary; VAE_STEPS / TEACHER_STEPS /
 # UNET_STEPS stop a stage after that many more steps (a smoke test; the stage then stops
-# short of its schedule).
+# short of its schedule). VAE_TOML (default vae.toml) and UNET_TOML (default scratch.toml)
+# pick other configs for those stages (a copy elsewhere must give its [model] paths absolute).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 HERE=$ROOT/training/kakusan-mini
 OUT=${1:?usage: from_scratch.sh OUT_DIR}
 BIN=${KAKUSAN:-$ROOT/target/release/kakusan}
 UNET_TOML=${UNET_TOML:-$HERE/scratch.toml}
+VAE_TOML=${VAE_TOML:-$HERE/vae.toml}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 
@@ -37,7 +39,7 @@ stage() {
   echo "$name,$((t1 - t0)),$(tail -1 "$dir/loss.csv" | cut -d, -f1)" >> "$OUT/times.csv"
 }
 
-stage vae vae "$HERE/vae.toml" "$OUT/vae-run" "${VAE_STEPS:-}"
+stage vae vae "$VAE_TOML" "$OUT/vae-run" "${VAE_STEPS:-}"
 stage teacher classifier "$HERE/teacher.toml" "$OUT/teacher-run" "${TEACHER_STEPS:-}"
 
 # The UNet's TOML with its [model] paths made absolute, the VAE and the teacher of the
