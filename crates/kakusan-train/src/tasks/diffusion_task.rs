@@ -66,6 +66,15 @@ pub struct DiffusionTaskConfig {
     /// in pixels. Object pixels are those away from the picture's background colour (its
     /// median): on photos (a fine-tune's folder) nearly every cell, so nearly uniform.
     pub object_loss_weight: f64,
+    /// How the object weight follows an object's size (0: off, every object cell gets
+    /// `object_loss_weight`): with power p a picture whose objects touch n latent cells gets
+    /// `object_loss_weight * (n_mean / n)^p` on each, n_mean the batch's mean over the
+    /// pictures that have objects. At 1 every picture's objects add the same total weight,
+    /// whatever their size; at 0.5 a small object's cells weigh ~1.8x the mean and a large
+    /// one's ~0.75x. A small glyph covers a few latent cells, so at p = 0 its strokes weigh
+    /// a fraction of a large glyph's, and small glyphs are most of what kakusan-mini draws
+    /// wrong.
+    pub object_area_power: f64,
     /// Weight of the feature alignment objective (see [`super::feature_alignment`]; 0:
     /// off): the UNet's skip connection [`Self::feature_alignment_skip`], through a
     /// projector, predicts a frozen teacher's features of the clean picture (REPA uses 0.5).
@@ -95,6 +104,7 @@ impl Default for DiffusionTaskConfig {
             caption_probe_weight: 0.0,
             min_snr_gamma: 0.0,
             object_loss_weight: 0.0,
+            object_area_power: 0.0,
             feature_alignment_weight: 0.0,
             feature_alignment_skip: 3,
             feature_teacher_stage: 2,
@@ -107,34 +117,68 @@ impl Default for DiffusionTaskConfig {
 /// The latent weights `[B, 1, h, w]` (row-major) of [`DiffusionTaskConfig::object_loss_weight`]
 /// for `pictures` whose latents are `latent` = (h, w): 1 plus `weight` on every latent pixel
 /// whose cell, or a neighbouring cell, holds an object pixel (one that differs from the
-/// picture's background colour: [`super::vae_task::object_pixels`]), 1 elsewhere.
+/// picture's background colour: [`super::vae_task::object_pixels`]), 1 elsewhere. With
+/// `area_power` p > 0 a picture's `weight` is scaled by `(n_mean / n)^p` (see
+/// [`DiffusionTaskConfig::object_area_power`]).
 pub fn latent_object_weights(
     pictures: &[image::RgbImage],
     latent: (usize, usize),
     weight: f64,
+    area_power: f64,
 ) -> Vec<f32> {
     let (h, w) = latent;
+    let near: Vec<Vec<bool>> = pictures
+        .iter()
+        .map(|picture| object_cells(picture, latent))
+        .collect();
+    let counts: Vec<usize> = near
+        .iter()
+        .map(|cells| cells.iter().filter(|&&c| c).count())
+        .collect();
+    let with_objects: Vec<f64> = counts
+        .iter()
+        .filter(|&&n| n > 0)
+        .map(|&n| n as f64)
+        .collect();
+    let mean_count = with_objects.iter().sum::<f64>() / with_objects.len().max(1) as f64;
     let mut out = Vec::with_capacity(pictures.len() * h * w);
-    for picture in pictures {
-        let (width, height) = (picture.width() as usize, picture.height() as usize);
-        // Which latent cells hold object pixels.
-        let mut touched = vec![false; h * w];
-        for (i, object) in super::vae_task::object_pixels(picture)
-            .into_iter()
-            .enumerate()
-        {
-            if object {
-                let (row, column) = ((i / width) * h / height, (i % width) * w / width);
-                touched[row.min(h - 1) * w + column.min(w - 1)] = true;
-            }
+    for (cells, &n) in near.iter().zip(&counts) {
+        let extra = if area_power > 0.0 && n > 0 {
+            weight * (mean_count / n as f64).powf(area_power)
+        } else {
+            weight
+        };
+        out.extend(
+            cells
+                .iter()
+                .map(|&c| if c { 1.0 + extra as f32 } else { 1.0 }),
+        );
+    }
+    out
+}
+
+/// Which latent cells (`latent` = (h, w), row-major) an object touches: an object pixel in
+/// the cell or in a neighbouring one.
+fn object_cells(picture: &image::RgbImage, latent: (usize, usize)) -> Vec<bool> {
+    let (h, w) = latent;
+    let (width, height) = (picture.width() as usize, picture.height() as usize);
+    // Which latent cells hold object pixels.
+    let mut touched = vec![false; h * w];
+    for (i, object) in super::vae_task::object_pixels(picture)
+        .into_iter()
+        .enumerate()
+    {
+        if object {
+            let (row, column) = ((i / width) * h / height, (i % width) * w / width);
+            touched[row.min(h - 1) * w + column.min(w - 1)] = true;
         }
-        for row in 0..h {
-            for column in 0..w {
-                let near = (row.saturating_sub(1)..(row + 2).min(h)).any(|r| {
-                    (column.saturating_sub(1)..(column + 2).min(w)).any(|c| touched[r * w + c])
-                });
-                out.push(if near { 1.0 + weight as f32 } else { 1.0 });
-            }
+    }
+    let mut out = Vec::with_capacity(h * w);
+    for row in 0..h {
+        for column in 0..w {
+            out.push((row.saturating_sub(1)..(row + 2).min(h)).any(|r| {
+                (column.saturating_sub(1)..(column + 2).min(w)).any(|c| touched[r * w + c])
+            }));
         }
     }
     out
@@ -435,7 +479,12 @@ impl TrainTask for DiffusionTask {
         }
         let loss = if self.config.object_loss_weight > 0.0 {
             let (h, w) = (shape[2], shape[3]);
-            let weights = latent_object_weights(&images, (h, w), self.config.object_loss_weight);
+            let weights = latent_object_weights(
+                &images,
+                (h, w),
+                self.config.object_loss_weight,
+                self.config.object_area_power,
+            );
             let mean_weight = weights.iter().map(|&v| v as f64).sum::<f64>() / weights.len() as f64;
             let weights = Tensor::from_vec(weights, (b, 1, h, w), &self.device)?;
             (squared.broadcast_mul(&weights)?.mean_all()? / mean_weight)?
@@ -510,7 +559,7 @@ mod tests {
         picture.put_pixel(3, 2, image::Rgb([220, 30, 30]));
         picture.put_pixel(7, 7, image::Rgb([110, 100, 100]));
         let flat = image::RgbImage::from_pixel(8, 8, image::Rgb([100, 100, 100]));
-        let w = latent_object_weights(&[picture, flat], (4, 4), 9.0);
+        let w = latent_object_weights(&[picture, flat], (4, 4), 9.0, 0.0);
         assert_eq!(w.len(), 32);
         for row in 0..4 {
             for column in 0..4 {
@@ -519,6 +568,55 @@ mod tests {
             }
         }
         assert!(w[16..].iter().all(|&v| v == 1.0));
+    }
+
+    /// With an area power, a small object's cells weigh more than a large one's: at power
+    /// 1 both pictures' objects add the same total weight; at 0 every object cell gets the
+    /// plain weight; a picture without objects stays at 1 either way.
+    #[test]
+    fn latent_object_weights_follow_the_object_size_with_an_area_power() {
+        // 16x16 pictures, 8x8 latents (cells of 2x2 pixels). A one-pixel object at (row 6,
+        // column 6) -> cell (3, 3) and its 8 neighbours: 9 cells; an 8x8-pixel block at
+        // rows and columns 4..12 -> cells 2..=5 and their neighbours 1..=6: 36 cells.
+        let grey = image::Rgb([100, 100, 100]);
+        let red = image::Rgb([220, 30, 30]);
+        let mut small = image::RgbImage::from_pixel(16, 16, grey);
+        small.put_pixel(6, 6, red);
+        let mut large = image::RgbImage::from_pixel(16, 16, grey);
+        for y in 4..12 {
+            for x in 4..12 {
+                large.put_pixel(x, y, red);
+            }
+        }
+        let flat = image::RgbImage::from_pixel(16, 16, grey);
+        let pictures = [small, large, flat];
+        let extra = |w: &[f32], p: usize| -> (usize, f64) {
+            let cells: Vec<f32> = w[p * 64..(p + 1) * 64]
+                .iter()
+                .copied()
+                .filter(|&v| v != 1.0)
+                .collect();
+            let sum = cells.iter().map(|&v| (v - 1.0) as f64).sum();
+            (cells.len(), sum)
+        };
+        let plain = latent_object_weights(&pictures, (8, 8), 4.0, 0.0);
+        assert_eq!(plain, latent_object_weights(&pictures, (8, 8), 4.0, -1.0));
+        assert_eq!(extra(&plain, 0), (9, 36.0));
+        assert_eq!(extra(&plain, 1), (36, 144.0));
+        let even = latent_object_weights(&pictures, (8, 8), 4.0, 1.0);
+        // n_mean = (9 + 36) / 2 = 22.5: each picture's objects add 4 * 22.5 = 90.
+        for p in 0..2 {
+            let (n, sum) = extra(&even, p);
+            assert!((sum - 90.0).abs() < 1e-3, "picture {p}: {n} cells, {sum}");
+        }
+        assert_eq!(extra(&even, 0).0, 9);
+        assert_eq!(extra(&even, 1).0, 36);
+        assert!(even[128..].iter().all(|&v| v == 1.0));
+        let half = latent_object_weights(&pictures, (8, 8), 4.0, 0.5);
+        // (22.5 / 9)^0.5 = 1.581..., (22.5 / 36)^0.5 = 0.790...
+        let cell = |w: &[f32], p: usize| w[p * 64 + 3 * 8 + 3] - 1.0;
+        assert!((cell(&half, 0) - 4.0 * 2.5f32.sqrt()).abs() < 1e-5);
+        assert!((cell(&half, 1) - 4.0 * 0.625f32.sqrt()).abs() < 1e-5);
     }
 
     /// Min-SNR weights: an error then counts min(SNR, gamma) (eps) or min(SNR + 1, gamma)
@@ -634,6 +732,7 @@ mod tests {
             caption_probe_weight: 0.5,
             min_snr_gamma: 5.0,
             object_loss_weight: 4.0,
+            object_area_power: 0.5,
             feature_alignment_weight: 0.5,
             ..Default::default()
         };
