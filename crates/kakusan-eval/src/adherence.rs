@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use kakusan_data::{canonical_prompt, Dataset, Glyph, Scene, Split};
+use kakusan_data::{canonical_prompt, Dataset, Glyph, Scene, Size, Split};
 
 use crate::attribute::Attribute;
 use crate::error::Result;
@@ -101,6 +101,9 @@ pub struct Adherence {
     /// One-object pictures by (glyph asked, glyph read): which glyphs the model draws
     /// right and what it draws instead.
     pub glyph_readings: BTreeMap<(Glyph, Glyph), usize>,
+    /// One-object pictures by the size asked: (glyph right, pictures). Tells whether the
+    /// glyphs a model misses are the small ones (a few latent cells across).
+    pub glyph_by_size: BTreeMap<Size, (usize, usize)>,
 }
 
 /// Which attributes of `p` match `wanted` (object `index` of the scene).
@@ -124,6 +127,9 @@ impl Adherence {
         self.single.total += 1;
         if let Some(o) = scene.objects.first() {
             *self.glyph_readings.entry((o.glyph, p.glyph)).or_default() += 1;
+            let by_size = self.glyph_by_size.entry(o.size).or_default();
+            by_size.0 += usize::from(m[0]);
+            by_size.1 += 1;
         }
         let mut missed = Vec::new();
         for (i, ok) in m.iter().enumerate() {
@@ -220,6 +226,20 @@ impl fmt::Display for Adherence {
                 100.0 * self.pairs_fully_right as f64 / self.pairs as f64
             )?;
         }
+        if !self.glyph_by_size.is_empty() {
+            let sizes: Vec<String> = self
+                .glyph_by_size
+                .iter()
+                .map(|(size, &(right, asked))| {
+                    format!(
+                        "{} {right}/{asked} = {:.1} %",
+                        size.name(),
+                        100.0 * right as f64 / asked.max(1) as f64
+                    )
+                })
+                .collect();
+            writeln!(f, "one object, glyph by size: {}", sizes.join(", "))?;
+        }
         let by_glyph = self.glyph_lines();
         if !by_glyph.is_empty() {
             writeln!(
@@ -288,6 +308,7 @@ mod tests {
         let mut a = Adherence::default();
         let nine = Glyph::ALL[16];
         let mut expected: BTreeMap<Glyph, (usize, usize)> = BTreeMap::new();
+        let mut by_size: BTreeMap<Size, (usize, usize)> = BTreeMap::new();
         for (i, case) in singles.iter().enumerate() {
             let o = &case.scene.objects[0];
             // Every third picture read as a 9 (a wrong reading unless a 9 was asked).
@@ -304,9 +325,22 @@ mod tests {
             let e = expected.entry(o.glyph).or_default();
             e.0 += usize::from(read == o.glyph);
             e.1 += 1;
+            let e = by_size.entry(o.size).or_default();
+            e.0 += usize::from(read == o.glyph);
+            e.1 += 1;
         }
         let text = a.to_string();
         assert!(text.contains("glyph by glyph"), "{text}");
+        assert_eq!(by_size.len(), 2, "both sizes asked");
+        for (size, (right, asked)) in by_size {
+            assert!(right < asked, "{size:?}: some wrong readings");
+            let entry = format!(
+                "{} {right}/{asked} = {:.1} %",
+                size.name(),
+                100.0 * right as f64 / asked as f64
+            );
+            assert!(text.contains(&entry), "{entry} not in\n{text}");
+        }
         for (glyph, (right, total)) in expected {
             let entry = format!("{} {right}/{total}", glyph.name());
             assert!(text.contains(&entry), "{entry} not in\n{text}");
