@@ -15,7 +15,8 @@
 # KAKUSAN (default target/release/kakusan) is the binary; VAE_STEPS / TEACHER_STEPS /
 # UNET_STEPS stop a stage after that many more steps (a smoke test; the stage then stops
 # short of its schedule). VAE_TOML (default vae.toml) and UNET_TOML (default scratch.toml)
-# pick other configs for those stages (a copy elsewhere must give its [model] paths absolute).
+# pick other configs for those stages: VAE_TOML's relative paths are read from its own
+# folder, UNET_TOML's relative [model] paths from training/kakusan-mini (the awk below).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 HERE=$ROOT/training/kakusan-mini
