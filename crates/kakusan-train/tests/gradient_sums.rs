@@ -1,10 +1,14 @@
 //! Gradients through the patched candle-core (vendor/README.md): a gradient sum starts from
 //! its first contribution instead of zeros. Checked against gradients worked out by hand on
-//! graphs where a tensor has one consumer, several, the same one twice, and where a
-//! contribution is a view (a transpose, a broadcast, a narrow) that the sum must not alias
-//! wrongly.
+//! graphs where a tensor has one consumer, several, the same one twice, sums that the patch
+//! starts lazily mixed with the ones it leaves to upstream (`sub`, `index_add`), and a
+//! gradient that is a view into another one's storage (a concatenation's), through gradient
+//! clipping and AdamW.
 
+use candle_core::backprop::GradStore;
 use candle_core::{Device, Tensor, Var};
+use candle_nn::VarMap;
+use kakusan_train::{clip_grad_norm, AdamW, AdamWConfig, NamedVars};
 
 fn values(t: &Tensor) -> Vec<f32> {
     t.flatten_all().unwrap().to_vec1::<f32>().unwrap()
@@ -89,7 +93,7 @@ fn linear_layer_with_a_transposed_weight_and_a_broadcast_bias() {
 }
 
 #[test]
-fn halves_of_a_concatenation_and_a_reused_intermediate() {
+fn narrows_of_a_reused_intermediate() {
     // h = x * 2 feeds two narrows and a sum: y = sum(h[:, :2] * 3) + sum(h[:, 2:] ^ 2) + sum(h)
     // => dy/dh = 3 + 1 on the first two columns, 2h + 1 on the last; dy/dx = 2 dy/dh.
     let x = Var::new(&[[1f32, 2.0, 3.0], [-1.0, 0.0, 0.5]], &Device::Cpu).unwrap();
@@ -121,4 +125,79 @@ fn the_same_graph_twice_gives_the_same_gradients() {
     let first = run();
     assert_eq!(first, run());
     assert_close(&first, &[0.5f32.exp() + 1.0, 1.5f32.exp() + 1.0]);
+}
+
+#[test]
+fn lazy_and_upstream_sums_on_one_tensor() {
+    // index_select's gradient goes through index_add and `e^x - x`'s rhs through `sub`
+    // (both start from real zeros, as upstream), `x * 3` and `e^x` through the lazy start:
+    // y = sum(x[[0, 0, 2]]) + sum(3x) + sum(e^x - x) => dy/dx = [2, 0, 1] + 3 + e^x - 1.
+    let dev = Device::Cpu;
+    let x = Var::new(&[0.5f32, -1.0, 2.0], &dev).unwrap();
+    let t = x.as_tensor();
+    let idx = Tensor::new(&[0u32, 0, 2], &dev).unwrap();
+    let y = (t.index_select(&idx, 0).unwrap().sum_all().unwrap()
+        + (t * 3.0).unwrap().sum_all().unwrap())
+    .unwrap()
+    .add(&(t.exp().unwrap() - t).unwrap().sum_all().unwrap())
+    .unwrap();
+    let grads = y.backward().unwrap();
+    let want: Vec<f32> = [0.5f32, -1.0, 2.0]
+        .iter()
+        .zip([2.0f32, 0.0, 1.0])
+        .map(|(x, n)| n + 3.0 + x.exp() - 1.0)
+        .collect();
+    assert_close(&values(grads.get(t).unwrap()), &want);
+}
+
+/// Parameters after one clipped AdamW step on `y = sum(cat([a, b], 0) * m)`, with the
+/// gradients as backward left them (`copy_grads` false: b's is a view into the
+/// concatenation's gradient, at an offset) or copied into fresh storage first.
+fn step_on_concatenation(copy_grads: bool) -> (Vec<f32>, Vec<f32>, Vec<f32>, usize) {
+    let dev = Device::Cpu;
+    let map = VarMap::new();
+    let a = Var::new(&[[1f32, 2.0], [3.0, 4.0]], &dev).unwrap();
+    let b = Var::new(&[[5f32, 6.0]], &dev).unwrap();
+    {
+        let mut data = map.data().lock().unwrap();
+        data.insert("a".to_string(), a.clone());
+        data.insert("b".to_string(), b.clone());
+    }
+    let vars = NamedVars::from_varmap(&map);
+    let m = Tensor::new(&[[1f32, -2.0], [0.5, 3.0], [-1.5, 2.5]], &dev).unwrap();
+    let both = Tensor::cat(&[a.as_tensor(), b.as_tensor()], 0).unwrap();
+    let y = (both * &m).unwrap().sum_all().unwrap();
+    let mut grads: GradStore = y.backward().unwrap();
+    let gb = values(grads.get(b.as_tensor()).unwrap());
+    let offset = grads
+        .get(b.as_tensor())
+        .unwrap()
+        .storage_and_layout()
+        .1
+        .start_offset();
+    if copy_grads {
+        for var in [&a, &b] {
+            let g = grads.remove(var.as_tensor()).unwrap();
+            grads.insert(var.as_tensor(), g.copy().unwrap());
+        }
+    }
+    // A norm of ~5.8 clipped to 1: the scale reaches every gradient.
+    clip_grad_norm(&vars, &mut grads, 1.0).unwrap();
+    let mut opt = AdamW::new(vars, AdamWConfig::default()).unwrap();
+    opt.step(&grads, 0.1).unwrap();
+    (values(a.as_tensor()), values(b.as_tensor()), gb, offset)
+}
+
+#[test]
+fn a_gradient_that_views_another_steps_like_a_fresh_copy() {
+    let (a_view, b_view, gb, offset) = step_on_concatenation(false);
+    // b's gradient is m's last row, read in place after a's four values: the patched
+    // backward kept the concatenation's gradient (upstream added it to fresh zeros).
+    assert_close(&gb, &[-1.5, 2.5]);
+    assert_eq!(offset, 4);
+    let (a_copy, b_copy, _, _) = step_on_concatenation(true);
+    assert_eq!(a_view, a_copy);
+    assert_eq!(b_view, b_copy);
+    // And the step moved them (against the gradient's sign).
+    assert!(b_view[0] > 5.0 && b_view[1] < 6.0, "{b_view:?}");
 }
