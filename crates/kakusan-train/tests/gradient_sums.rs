@@ -1,7 +1,8 @@
 //! Gradients through the patched candle-core (vendor/README.md): a gradient sum starts from
 //! its first contribution instead of zeros. Checked against gradients worked out by hand on
 //! graphs where a tensor has one consumer, several, the same one twice, sums that the patch
-//! starts lazily mixed with the ones it leaves to upstream (`sub`, `index_add`), and a
+//! starts from the first contribution mixed with the ones it leaves to upstream's zeros
+//! (`sub`, `index_add`), and a
 //! gradient that is a view into another one's storage (a concatenation's), through gradient
 //! clipping and AdamW.
 
@@ -114,8 +115,8 @@ fn narrows_of_a_reused_intermediate() {
 
 #[test]
 fn the_same_graph_twice_gives_the_same_gradients() {
-    // The placeholder bookkeeping is per backward pass: a second pass over a new graph of
-    // the same shape must not see the first one's state.
+    // Each backward pass starts its own store: a second pass over a new graph of the same
+    // shape must not see the first one's sums.
     let x = Var::new(&[0.5f32, 1.5], &Device::Cpu).unwrap();
     let run = || {
         let t = x.as_tensor();
@@ -128,9 +129,9 @@ fn the_same_graph_twice_gives_the_same_gradients() {
 }
 
 #[test]
-fn lazy_and_upstream_sums_on_one_tensor() {
+fn first_contribution_and_upstream_sums_on_one_tensor() {
     // index_select's gradient goes through index_add and `e^x - x`'s rhs through `sub`
-    // (both start from real zeros, as upstream), `x * 3` and `e^x` through the lazy start:
+    // (both start from real zeros, as upstream), `x * 3` and `e^x` through the patch's `accumulate`:
     // y = sum(x[[0, 0, 2]]) + sum(3x) + sum(e^x - x) => dy/dx = [2, 0, 1] + 3 + e^x - 1.
     let dev = Device::Cpu;
     let x = Var::new(&[0.5f32, -1.0, 2.0], &dev).unwrap();
