@@ -4,7 +4,7 @@
 
 use image::RgbImage;
 
-use crate::attributes::Glyph;
+use crate::attributes::{Glyph, Size};
 use crate::caption::caption_naming_colour;
 use crate::error::DataError;
 use crate::render::render;
@@ -23,6 +23,8 @@ pub const DEFAULT_TWO_OBJECT_FRACTION: f32 = 0.25;
 const NOVEL_GLYPH_KEY: u64 = 0x006e_6f76_656c;
 /// The key of the side stream that decides colour omission ("colour").
 const COLOUR_OMISSION_KEY: u64 = 0x636f_6c6f_7572;
+/// The key of the side stream that redraws object sizes ("size").
+const SMALL_FRACTION_KEY: u64 = 0x7369_7a65;
 
 /// One labelled training example.
 #[derive(Debug, Clone)]
@@ -44,6 +46,7 @@ pub struct Dataset {
     two_object_fraction: f32,
     novel_glyph_fraction: f32,
     colour_omission: f32,
+    small_fraction: Option<f32>,
 }
 
 impl Dataset {
@@ -63,6 +66,7 @@ impl Dataset {
             two_object_fraction: DEFAULT_TWO_OBJECT_FRACTION,
             novel_glyph_fraction: 0.0,
             colour_omission: 0.0,
+            small_fraction: None,
         })
     }
 
@@ -89,6 +93,15 @@ impl Dataset {
     /// random stream: picture, scene and every other word of sample `i` stay the same.
     pub fn with_colour_omission(mut self, fraction: f32) -> Result<Self, DataError> {
         self.colour_omission = probability(fraction, DataError::BadColourOmission)?;
+        Ok(self)
+    }
+
+    /// The same dataset with each object small with probability `fraction` and large
+    /// otherwise (without it, the default, sizes are even). The sizes are redrawn from their
+    /// own random stream, so every other attribute of sample `i` stays what it is; the
+    /// caption names the redrawn size.
+    pub fn with_small_fraction(mut self, fraction: f32) -> Result<Self, DataError> {
+        self.small_fraction = Some(probability(fraction, DataError::BadSmallFraction)?);
         Ok(self)
     }
 
@@ -141,6 +154,16 @@ impl Dataset {
                 if novel.chance(self.novel_glyph_fraction) {
                     object.glyph = novel.pick(&Glyph::NOVEL, Glyph::NOVEL[0]);
                 }
+            }
+        }
+        if let Some(fraction) = self.small_fraction {
+            let mut sizes = self.side_stream(index, SMALL_FRACTION_KEY);
+            for object in &mut scene.objects {
+                object.size = if sizes.chance(fraction) {
+                    Size::Small
+                } else {
+                    Size::Large
+                };
             }
         }
         scene

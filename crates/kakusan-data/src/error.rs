@@ -20,6 +20,9 @@ pub enum DataError {
     /// The share of captions without their colour is not a probability.
     #[error("the share of captions without their colour must be between 0 and 1, got {0}")]
     BadColourOmission(f32),
+    /// The share of small objects is not a probability.
+    #[error("the share of small objects must be between 0 and 1, got {0}")]
+    BadSmallFraction(f32),
     /// A preview was asked for with nothing to show or no columns.
     #[error("a preview needs at least one sample and one column (got {count} samples, {columns} columns)")]
     EmptyPreview {

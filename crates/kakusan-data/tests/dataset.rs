@@ -63,6 +63,11 @@ fn bad_arguments_are_errors() {
         Err(DataError::BadColourOmission(_))
     ));
     assert!(d.clone().with_colour_omission(f32::NAN).is_err());
+    assert!(matches!(
+        d.clone().with_small_fraction(1.01),
+        Err(DataError::BadSmallFraction(_))
+    ));
+    assert!(d.clone().with_small_fraction(f32::NAN).is_err());
     // Both ends are probabilities.
     assert!(d.clone().with_novel_glyphs(0.0).is_ok());
     assert!(d.with_colour_omission(1.0).is_ok());
@@ -106,6 +111,60 @@ fn colour_omission_changes_only_some_one_object_captions() {
     assert_eq!(omitting.sample(7).caption, omitting.sample(7).caption);
     let none = base.clone().with_colour_omission(0.0).unwrap();
     assert_eq!(none.sample(9).caption, base.sample(9).caption);
+}
+
+#[test]
+fn small_fraction_redraws_only_the_sizes() {
+    let base = Dataset::new(5, Split::Train, SIZE).unwrap();
+    let mostly_small = base.clone().with_small_fraction(0.75).unwrap();
+    let (mut small, mut objects, mut resized) = (0, 0, 0);
+    for i in 0..300 {
+        let (a, b) = (base.scene(i), mostly_small.scene(i));
+        assert_eq!(a.objects.len(), b.objects.len(), "scene {i}");
+        assert_eq!(a.background, b.background, "scene {i}");
+        for (x, y) in a.objects.iter().zip(&b.objects) {
+            let mut same_but_size = *y;
+            same_but_size.size = x.size;
+            assert_eq!(*x, same_but_size, "scene {i}: only the size may change");
+            objects += 1;
+            small += (y.size == Size::Small) as usize;
+            resized += (y.size != x.size) as usize;
+        }
+    }
+    // 75 % of ~340 objects: ~255, standard deviation ~8.
+    let share = small as f64 / objects as f64;
+    assert!((0.65..0.85).contains(&share), "{small} of {objects} small");
+    assert!(resized > 0);
+    // The picture and the caption follow the redrawn size.
+    for i in 0..40 {
+        let s = mostly_small.sample(i);
+        assert_eq!(s.scene, mostly_small.scene(i));
+        if let [o] = s.scene.objects.as_slice() {
+            let says_large = s.caption.contains("large") || s.caption.contains("big ");
+            let says_small = ["small", "little", "tiny"]
+                .iter()
+                .any(|w| s.caption.contains(w));
+            match o.size {
+                Size::Small => assert!(!says_large, "{}", s.caption),
+                Size::Large => assert!(!says_small, "{}", s.caption),
+            }
+        }
+    }
+    // Both ends.
+    let all_small = base.clone().with_small_fraction(1.0).unwrap();
+    let all_large = base.with_small_fraction(0.0).unwrap();
+    for i in 0..50 {
+        assert!(all_small
+            .scene(i)
+            .objects
+            .iter()
+            .all(|o| o.size == Size::Small));
+        assert!(all_large
+            .scene(i)
+            .objects
+            .iter()
+            .all(|o| o.size == Size::Large));
+    }
 }
 
 #[test]

@@ -18,6 +18,8 @@ pub struct ProceduralDataConfig {
     pub two_object_fraction: f32,
     /// Share of one-object captions that leave the object's colour out (0: always named).
     pub colour_omission: f32,
+    /// Share of small objects (none: the data set's own even split).
+    pub small_fraction: Option<f32>,
 }
 
 impl Default for ProceduralDataConfig {
@@ -27,6 +29,7 @@ impl Default for ProceduralDataConfig {
             image_size: 64,
             two_object_fraction: 0.25,
             colour_omission: 0.0,
+            small_fraction: None,
         }
     }
 }
@@ -39,6 +42,10 @@ impl ProceduralImages {
         let data = Dataset::new(config.seed, Split::Train, config.image_size)
             .and_then(|d| d.with_two_object_fraction(config.two_object_fraction))
             .and_then(|d| d.with_colour_omission(config.colour_omission))
+            .and_then(|d| match config.small_fraction {
+                Some(f) => d.with_small_fraction(f),
+                None => Ok(d),
+            })
             .map_err(|e| TrainError::Config(format!("data: {e}")))?;
         Ok(Self(data))
     }
