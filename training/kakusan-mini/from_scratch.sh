@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # kakusan-mini from nothing, timed (issue 4 item 9: <= 3 hours on the 2-core machine):
-# the VAE (vae.toml), the feature-alignment teacher (teacher.toml: a classifier independent
+# the VAE (vae-scratch.toml), the feature-alignment teacher (teacher.toml: a classifier independent
 # of the shipped evaluator), then text encoder + UNet (scratch.toml, or UNET_TOML) over that
 # VAE with that teacher, then the held-out evaluation at the model's recommended settings
 # (generation_defaults.json: CFG 3, Euler).
@@ -14,7 +14,7 @@
 # printed at the end, which resumes carry on).
 # KAKUSAN (default target/release/kakusan) is the binary; VAE_STEPS / TEACHER_STEPS /
 # UNET_STEPS stop a stage after that many more steps (a smoke test; the stage then stops
-# short of its schedule). VAE_TOML (default vae.toml) and UNET_TOML (default scratch.toml)
+# short of its schedule). VAE_TOML (default vae-scratch.toml) and UNET_TOML (default scratch.toml)
 # pick other configs for those stages: VAE_TOML's relative paths are read from its own
 # folder, UNET_TOML's relative [model] paths from training/kakusan-mini (the awk below).
 set -euo pipefail
@@ -23,7 +23,7 @@ HERE=$ROOT/training/kakusan-mini
 OUT=${1:?usage: from_scratch.sh OUT_DIR}
 BIN=${KAKUSAN:-$ROOT/target/release/kakusan}
 UNET_TOML=${UNET_TOML:-$HERE/scratch.toml}
-VAE_TOML=${VAE_TOML:-$HERE/vae.toml}
+VAE_TOML=${VAE_TOML:-$HERE/vae-scratch.toml}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 
