@@ -723,8 +723,8 @@ impl GradStore {
     /// Upstream candle starts every sum at `zeros_like` and adds each contribution to it: for
     /// the first (usually the only) one, a zero fill and an add over the whole tensor. Here
     /// the first contribution becomes the sum itself (`0 + g == g`), contiguous as an add's
-    /// output would be; later ones are added. A shape or dtype that does not match `tensor`'s
-    /// still goes through zeros and `add`, and gives its error.
+    /// output would be; later ones are added. A shape, dtype or device that does not match
+    /// `tensor`'s still goes through zeros and `add`, and gives its error.
     fn accumulate(&mut self, tensor: &Tensor, grad: &Tensor) -> Result<()> {
         match self.0.entry(tensor.id()) {
             Entry::Occupied(mut entry) => {
@@ -732,7 +732,10 @@ impl GradStore {
                 entry.insert(sum);
             }
             Entry::Vacant(entry) => {
-                let first = if grad.shape() == tensor.shape() && grad.dtype() == tensor.dtype() {
+                let first = if grad.shape() == tensor.shape()
+                    && grad.dtype() == tensor.dtype()
+                    && grad.device().same_device(tensor.device())
+                {
                     grad.contiguous()?
                 } else {
                     tensor.zeros_like()?.add(grad)?
