@@ -31,7 +31,7 @@ fn main() -> std::process::ExitCode {
     if matches!(cli.command, cli::Command::Train(_)) {
         allocator::keep_large_buffers_in_heap();
     }
-    let result = match cli.command {
+    let result = threads::on_worker_thread(move || match cli.command {
         cli::Command::Generate(args) => generate::run(args),
         cli::Command::Info(args) => info::run(args),
         cli::Command::Bench(args) => bench::run(args),
@@ -44,7 +44,7 @@ fn main() -> std::process::ExitCode {
             print!("{}", kakusan_sampling::names::listing());
             Ok(())
         }
-    };
+    });
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
