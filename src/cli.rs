@@ -189,7 +189,7 @@ pub struct EvalArgs {
     #[arg(long, default_value_t = 20)]
     pub steps: usize,
     /// Classifier-free guidance scale [default: the model's own (its
-    /// generation_defaults.json; kakusan-mini: 4), else 7].
+    /// generation_defaults.json; kakusan-mini: 2.5), else 7].
     #[arg(long)]
     pub cfg: Option<f64>,
     /// Sampler [default: the model's own (its generation_defaults.json), else Euler a].
@@ -375,7 +375,7 @@ pub struct GenerateArgs {
     #[arg(long, default_value_t = 20)]
     pub steps: usize,
     /// Classifier-free guidance scale [default: the model's own (its
-    /// generation_defaults.json; kakusan-mini: 4), else 7].
+    /// generation_defaults.json; kakusan-mini: 2.5), else 7].
     #[arg(long)]
     pub cfg: Option<f64>,
     /// Seed of the first image; -1 picks a random one (and prints it).

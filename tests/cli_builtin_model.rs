@@ -2,15 +2,16 @@
 //! `kakusan eval` on its first 20 held-out prompts reads the attributes it has learned.
 //!
 //! The adherence floors guard against a broken model, pipeline or evaluator; the issue's
-//! targets are checked by `cli_eval.rs` (`--check-targets`). Measured on these 20 prompts
-//! (14 one-object pictures, fixed seeds, release build) with the stage-8 model at its own
-//! default CFG 4 (`generation_defaults.json`): glyph 100 %, colour 92.9 %, background 100 %,
-//! position 100 %, size 92.9 % (stage 7: glyph 92.9 %, colour 100 %; on 200 held-out
-//! prompts stage 8's glyphs read 86.5 %, stage 7's 82.4 %). Each floor sits two pictures
-//! (2 x 7.1 %) below the measurement (colour's 85 % one picture), so a few float-order
-//! differences between machines cannot fail it, while a model drawing noise (colour ~ 1 in 8,
-//! glyph ~ 1 in 17 by chance), a model that lost its glyphs (the stage-5b model read 57.1 %
-//! here, stage 4 31 % on 200 prompts) or a pipeline that ignores the prompt fails it.
+//! targets are checked on all 200 held-out prompts by `cli_eval.rs` (`--check-targets`).
+//! Measured on these 20 prompts (14 one-object pictures, fixed seeds, release and debug
+//! builds alike) with the shipped model (fs30, trained from scratch by `from_scratch.sh`) at
+//! its own default CFG 2.5 (`generation_defaults.json`): glyph 78.6 %, colour 100 %,
+//! background 100 %, position 100 %, size 100 % (on all 200: glyph 85.1 %; the staged
+//! stage-8 model it replaced read glyph 100 % and colour 92.9 % here). Each floor sits two
+//! pictures (2 x 7.1 %) below the measurement, so a few float-order differences between
+//! machines cannot fail it, while a model drawing noise (colour ~ 1 in 8, glyph ~ 1 in 17 by
+//! chance), a model that lost its glyphs (the stage-5b model read 57.1 % here, stage 4 31 %
+//! on 200 prompts) or a pipeline that ignores the prompt fails it.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -99,13 +100,13 @@ fn the_built_in_model_follows_glyph_colour_background_position_and_size() {
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains("kakusan-mini"), "{stdout}");
     // The model's own guidance scale, not the usual 7.
-    assert!(stdout.contains("CFG 4\n"), "{stdout}");
+    assert!(stdout.contains("CFG 2.5\n"), "{stdout}");
     for (attribute, floor) in [
-        ("glyph", 78.0),
+        ("glyph", 64.0),
         ("colour", 85.0),
         ("background", 85.0),
         ("position", 85.0),
-        ("size", 78.0),
+        ("size", 85.0),
     ] {
         let share = one_object_share(&stdout, attribute);
         assert!(

@@ -104,7 +104,7 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         // The built-in model's native size and the CLI's usual defaults. The CFG stays 7
-        // whatever the model's generation_defaults.json recommends (kakusan-mini: 4): an
+        // whatever the model's generation_defaults.json recommends (kakusan-mini: 2.5): an
         // experiment file means the same pictures with any model folder; give `cfg` to
         // change it.
         Settings {

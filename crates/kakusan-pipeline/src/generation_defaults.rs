@@ -2,7 +2,7 @@
 //! folder (kakusan's addition; diffusers ignores the file). Settings the user does not give
 //! come from it, else from the CLI's usual defaults (A1111's CFG 7). A small model trained
 //! on one narrow domain can follow its prompts best at another guidance scale than SD 1.5
-//! does (kakusan-mini: CFG 4, measured in its model card), as SDXL Turbo wants none; and
+//! does (kakusan-mini: CFG 2.5, measured in its model card), as SDXL Turbo wants none; and
 //! it can draw cleaner with a deterministic sampler than with the ancestral one A1111
 //! starts with (diffusers likewise takes a folder's default sampler from the folder, its
 //! `scheduler/` class).
