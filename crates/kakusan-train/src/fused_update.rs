@@ -13,6 +13,7 @@
 
 use candle_core::{CpuStorage, Storage, Tensor};
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 /// Below this many elements a variable is updated on the calling thread.
 const PARALLEL_MIN: usize = 1 << 15;
@@ -109,24 +110,46 @@ pub(crate) fn adamw(
         g.len() == n && m.len() == n && v.len() == n,
         "adamw: operand lengths differ"
     );
-    let (mut new_p, mut new_m, mut new_v) = (vec![0f32; n], vec![0f32; n], vec![0f32; n]);
-    let run = |range: std::ops::Range<usize>, np: &mut [f32], nm: &mut [f32], nv: &mut [f32]| {
+    // Written element by element below, so not zeroed first (three parameter-sized memsets
+    // per variable per step on the training thread).
+    let (mut new_p, mut new_m, mut new_v) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let run = |range: std::ops::Range<usize>,
+               np: &mut [MaybeUninit<f32>],
+               nm: &mut [MaybeUninit<f32>],
+               nv: &mut [MaybeUninit<f32>]| {
         for (k, i) in range.enumerate() {
-            (np[k], nm[k], nv[k]) = c.apply(p[i], g[i], m[i], v[i]);
+            let (pi, mi, vi) = c.apply(p[i], g[i], m[i], v[i]);
+            np[k].write(pi);
+            nm[k].write(mi);
+            nv[k].write(vi);
         }
     };
+    let (sp, sm, sv) = (
+        &mut new_p.spare_capacity_mut()[..n],
+        &mut new_m.spare_capacity_mut()[..n],
+        &mut new_v.spare_capacity_mut()[..n],
+    );
     if n < PARALLEL_MIN {
-        run(0..n, &mut new_p, &mut new_m, &mut new_v);
+        run(0..n, sp, sm, sv);
     } else {
-        new_p
-            .par_chunks_mut(CHUNK)
-            .zip(new_m.par_chunks_mut(CHUNK))
-            .zip(new_v.par_chunks_mut(CHUNK))
+        sp.par_chunks_mut(CHUNK)
+            .zip(sm.par_chunks_mut(CHUNK))
+            .zip(sv.par_chunks_mut(CHUNK))
             .enumerate()
             .for_each(|(chunk, ((np, nm), nv))| {
                 let start = chunk * CHUNK;
                 run(start..start + np.len(), np, nm, nv);
             });
+    }
+    // SAFETY: `run` wrote elements 0..n of all three (every chunk, or the whole range).
+    unsafe {
+        new_p.set_len(n);
+        new_m.set_len(n);
+        new_v.set_len(n);
     }
     (new_p, new_m, new_v)
 }
@@ -137,20 +160,25 @@ pub(crate) fn ema(shadow: &[f32], weights: &[f32], decay: f64) -> Vec<f32> {
     let n = shadow.len();
     assert_eq!(weights.len(), n, "ema: operand lengths differ");
     let (d, rest) = (decay as f32, (1.0 - decay) as f32);
-    let mut out = vec![0f32; n];
-    let run = |start: usize, out: &mut [f32]| {
+    // Written element by element below, so not zeroed first.
+    let mut out = Vec::with_capacity(n);
+    let run = |start: usize, out: &mut [MaybeUninit<f32>]| {
         for (k, o) in out.iter_mut().enumerate() {
             let i = start + k;
-            *o = (shadow[i] * d + 0.0) + (weights[i] * rest + 0.0);
+            o.write((shadow[i] * d + 0.0) + (weights[i] * rest + 0.0));
         }
     };
+    let spare = &mut out.spare_capacity_mut()[..n];
     if n < PARALLEL_MIN {
-        run(0, &mut out);
+        run(0, spare);
     } else {
-        out.par_chunks_mut(CHUNK)
+        spare
+            .par_chunks_mut(CHUNK)
             .enumerate()
             .for_each(|(chunk, o)| run(chunk * CHUNK, o));
     }
+    // SAFETY: `run` wrote elements 0..n (every chunk, or the whole range).
+    unsafe { out.set_len(n) };
     out
 }
 

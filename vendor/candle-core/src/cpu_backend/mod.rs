@@ -1478,7 +1478,16 @@ impl Map2 for MatMul {
         let dst_rs = dst_strides[0];
         let dst_cs = dst_strides[1];
 
-        let mut dst = vec![T::zero(); b * m * n];
+        // kakusan: with k > 0 gemm writes every element of the product (alpha 0, read_dst
+        // false), so the destination is not zeroed first (a serial memset of every product's
+        // output on the calling thread); with k == 0 the product is zeros.
+        let dst_len = b * m * n;
+        let mut dst: Vec<T> = if k == 0 {
+            vec![T::zero(); dst_len]
+        } else {
+            Vec::with_capacity(dst_len)
+        };
+        let dst_ptr = dst.as_mut_ptr();
         let num_threads = crate::utils::get_num_threads();
         let parallelism = if num_threads > 1 {
             Parallelism::Rayon(num_threads)
@@ -1502,13 +1511,14 @@ impl Map2 for MatMul {
         for step in 0..b {
             let lhs_p = &lhs[step * a_skip..];
             let rhs_p = &rhs[step * b_skip..];
-            let dst_p = &mut dst[step * c_skip..];
+            // SAFETY: step * c_skip + m * n <= dst_len, inside the allocation.
+            let dst_p = unsafe { dst_ptr.add(step * c_skip) };
             unsafe {
                 gemm(
                     /* m: usize = */ m,
                     /* n: usize = */ n,
                     /* k: usize = */ k,
-                    /* dst: *mut T = */ dst_p.as_mut_ptr(),
+                    /* dst: *mut T = */ dst_p,
                     /* dst_cs: isize = */ dst_cs as isize,
                     /* dst_rs: isize = */ dst_rs as isize,
                     /* read_dst: bool = */ false,
@@ -1526,6 +1536,11 @@ impl Map2 for MatMul {
                     parallelism,
                 )
             }
+        }
+        if k != 0 {
+            // SAFETY: the gemm calls above wrote all dst_len elements (b products of m x n at
+            // c_skip = m * n apart, or one product of b * m rows).
+            unsafe { dst.set_len(dst_len) };
         }
         Ok(dst)
     }
