@@ -12,11 +12,16 @@ pub fn tune_for_tensors() {
     {
         // glibc caps M_MMAP_THRESHOLD at 32 MiB on 64-bit systems; larger buffers still use
         // mmap. The trim threshold stops free() from returning the heap top to the OS.
+        // One arena: every command runs on a rayon worker (`threads::on_worker_thread`), and
+        // a thread's own arena lives in 64 MiB heaps that glibc shrinks and maps outside of
+        // these settings. With them, 10 kakusan-mini training steps took 566 k page faults
+        // instead of 333 k and 5 % more peak RSS; with one arena, the main thread's numbers.
         // SAFETY: mallopt only changes allocator parameters; it is called once, before any
         // thread is started.
         unsafe {
             libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
             libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+            libc::mallopt(libc::M_ARENA_MAX, 1);
         }
     }
 }
